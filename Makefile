@@ -40,7 +40,7 @@ wasm: toolchain ## Build the filter (release, wasm32-wasip1)
 	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
 
 wasm-image: wasm ## Package the filter as OCI image layouts (compat, oci) and print the sha256 digests
-	$(PYTHON) scripts/wasm_image.py $(if $(WASM_OPT),--wasm-opt $(WASM_OPT))
+	$(PYTHON) scripts/wasm_image.py $(if $(WASM_IMAGE),--image $(WASM_IMAGE)) $(if $(WASM_OPT),--wasm-opt $(WASM_OPT))
 
 build: wasm ## Build the filter, the shim and the demo upstream (release)
 	$(CARGO) build --release -p meshtrace-collector-shim -p meshtrace-demo-upstream

@@ -185,19 +185,12 @@ fn a_wrong_field_fails_naming_the_field() {
     let base = one(&docs, "WasmPlugin", "istio/wasmplugin.yaml")
         .plugin_config()
         .unwrap();
+    #[rustfmt::skip]
     let cases: [(&str, &str, &str); 6] = [
         ("exporter", "timout_ms: 500", "exporter.timout_ms"),
         ("exporter", "timeout_ms: 1s", "exporter.timeout_ms"),
-        (
-            "exporter",
-            "max_batch_spans: 512.5",
-            "exporter.max_batch_spans",
-        ),
-        (
-            "exporter",
-            "max_batch_spans: 1e6",
-            "exporter.max_batch_spans",
-        ),
+        ("exporter", "max_batch_spans: 512.5", "exporter.max_batch_spans"),
+        ("exporter", "max_batch_spans: 1e6", "exporter.max_batch_spans"),
         ("exporter", "cluster: ''", "exporter.cluster"),
         ("", "servce_name: checkout", "servce_name"),
     ];
@@ -342,29 +335,14 @@ fn the_shim_accepts_its_configmap_and_listens_on_the_pod_ip() {
 fn a_wrong_shim_setting_is_refused() {
     let docs = manifests();
     let (env, _) = shim_environment(&docs);
+    #[rustfmt::skip]
     let cases = [
-        (
-            "MESHTRACE_SHIM_STORE_MAX_BYTE",
-            "1024",
-            "MESHTRACE_SHIM_STORE_MAX_BYTE",
-        ),
-        (
-            "MESHTRACE_SHIM_STORE_MAX_SPANS",
-            "lots",
-            "--store-max-spans",
-        ),
+        ("MESHTRACE_SHIM_STORE_MAX_BYTE", "1024", "MESHTRACE_SHIM_STORE_MAX_BYTE"),
+        ("MESHTRACE_SHIM_STORE_MAX_SPANS", "lots", "--store-max-spans"),
         ("MESHTRACE_SHIM_STORE_MAX_SPANS", "0", "--store-max-spans"),
         ("MESHTRACE_SHIM_ADMIN_ADDR", "0.0.0.0", "--admin-addr"),
-        (
-            "OTEL_EXPORTER_OTLP_ENDPIONT",
-            "http://collector:4318",
-            "OTEL_EXPORTER_OTLP_ENDPIONT",
-        ),
-        (
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            "grpc",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ),
+        ("OTEL_EXPORTER_OTLP_ENDPIONT", "http://collector:4318", "OTEL_EXPORTER_OTLP_ENDPIONT"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL"),
         ("RUST_LOG", "info,[", "RUST_LOG"),
     ];
     for (name, value, named) in cases {
