@@ -120,7 +120,7 @@ def wasm_exports(module: bytes) -> list[str]:
             for _ in range(count):
                 length, cur = read_leb128(module, cur)
                 names.append(module[cur : cur + length].decode())
-                _kind, cur = module[cur + length], cur + length + 1
+                cur += length + 1  # the name, then one byte of export kind
                 _index, cur = read_leb128(module, cur)
         pos = end
     return names
