@@ -201,7 +201,7 @@ fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), ConfigErr
 // === impl ConfigError ===
 
 impl ConfigError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
