@@ -183,4 +183,4 @@ pub fn try_acquire(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

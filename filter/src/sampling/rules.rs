@@ -155,4 +155,4 @@ pub fn first_match(rules: &[Rule], headers: &dyn Headers, has_parent: bool) -> O
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
