@@ -420,11 +420,15 @@ fn string_matcher(
     type Build = fn(&str) -> Result<StringMatcher, super::rules::PatternError>;
     let kinds: [(&str, &Option<String>, Build); 4] = [
         ("exact", exact, |s| Ok(StringMatcher::Exact(s.to_owned()))),
-        ("prefix", prefix, |s| Ok(StringMatcher::Prefix(s.to_owned()))),
+        ("prefix", prefix, |s| {
+            Ok(StringMatcher::Prefix(s.to_owned()))
+        }),
         ("glob", glob, StringMatcher::glob),
         ("regex", regex, StringMatcher::regex),
     ];
-    let mut set = kinds.iter().filter_map(|(k, v, b)| Some((*k, v.as_deref()?, *b)));
+    let mut set = kinds
+        .iter()
+        .filter_map(|(k, v, b)| Some((*k, v.as_deref()?, *b)));
     let Some((kind, pattern, build)) = set.next() else {
         return Ok(None);
     };
@@ -491,9 +495,14 @@ impl ForcedConfig {
             ));
         }
         let auth = match (&self.value, &self.hmac) {
-            (Some(value), None) if !value.is_empty() => ForcedAuth::Value(value.as_bytes().to_vec()),
+            (Some(value), None) if !value.is_empty() => {
+                ForcedAuth::Value(value.as_bytes().to_vec())
+            }
             (Some(_), None) => {
-                return Err(ConfigError::new("sampling.forced.value", "must not be empty"));
+                return Err(ConfigError::new(
+                    "sampling.forced.value",
+                    "must not be empty",
+                ));
             }
             (None, Some(hmac)) if hmac.secret.len() >= MIN_SECRET_LEN => {
                 ForcedAuth::HmacSha256(hmac.secret.as_bytes().to_vec())

@@ -47,8 +47,8 @@ impl Threshold {
     /// `None` for probabilities below 2⁻⁵⁶ (including 0 and NaN): "never" is not probability
     /// sampling.
     pub fn from_probability(p: f64, precision: u32) -> Option<Self> {
-        // Written so that NaN lands in the `None` branch.
-        if !(p >= MIN_PROBABILITY) {
+        // NaN compares as `None`: not probability sampling either.
+        if p.partial_cmp(&MIN_PROBABILITY).is_none_or(|o| o.is_lt()) {
             return None;
         }
         if p >= 1.0 {
@@ -183,7 +183,11 @@ impl OtValue {
         if self.entries.is_empty() {
             return None;
         }
-        let parts: Vec<String> = self.entries.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let parts: Vec<String> = self
+            .entries
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
         Some(parts.join(";"))
     }
 }

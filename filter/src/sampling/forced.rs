@@ -61,8 +61,9 @@ impl Forced {
         };
         let authentic = match &self.auth {
             ForcedAuth::Value(expected) => bool::from(value.ct_eq(expected.as_slice())),
-            ForcedAuth::HmacSha256(secret) => incoming_trace_id
-                .is_some_and(|id| verify_hmac(secret, id, value)),
+            ForcedAuth::HmacSha256(secret) => {
+                incoming_trace_id.is_some_and(|id| verify_hmac(secret, id, value))
+            }
         };
         if authentic {
             ForcedCheck::Accepted
@@ -98,8 +99,8 @@ pub fn sign(secret: &[u8], trace_id: TraceId) -> String {
 
 fn mac(secret: &[u8], trace_id: TraceId) -> HmacSha256 {
     // HMAC takes keys of any length; the error branch cannot happen.
-    let mut mac = HmacSha256::new_from_slice(secret)
-        .unwrap_or_else(|_| HmacSha256::new(&Default::default()));
+    let mut mac =
+        HmacSha256::new_from_slice(secret).unwrap_or_else(|_| HmacSha256::new(&Default::default()));
     mac.update(trace_id.to_hex().as_bytes());
     mac
 }
@@ -150,9 +151,20 @@ mod tests {
         assert_eq!(tag.len(), HMAC_HEX_LEN);
         let check = |v: &str, id| forced.check(Some(v.as_bytes()), id);
         assert_eq!(check(&tag, Some(trace(7))), ForcedCheck::Accepted);
-        assert_eq!(check(&tag.to_uppercase(), Some(trace(7))), ForcedCheck::Accepted);
-        assert_eq!(check(&tag, Some(trace(8))), ForcedCheck::Rejected, "other trace");
-        assert_eq!(check(&tag, None), ForcedCheck::Rejected, "no incoming trace id");
+        assert_eq!(
+            check(&tag.to_uppercase(), Some(trace(7))),
+            ForcedCheck::Accepted
+        );
+        assert_eq!(
+            check(&tag, Some(trace(8))),
+            ForcedCheck::Rejected,
+            "other trace"
+        );
+        assert_eq!(
+            check(&tag, None),
+            ForcedCheck::Rejected,
+            "no incoming trace id"
+        );
         assert_eq!(check("1", Some(trace(7))), ForcedCheck::Rejected);
         assert_eq!(check(&tag[..63], Some(trace(7))), ForcedCheck::Rejected);
         let mut flipped = tag.clone().into_bytes();
@@ -161,7 +173,10 @@ mod tests {
             forced.check(Some(&flipped), Some(trace(7))),
             ForcedCheck::Rejected
         );
-        assert_eq!(forced.check(None, Some(trace(7))), ForcedCheck::NotRequested);
+        assert_eq!(
+            forced.check(None, Some(trace(7))),
+            ForcedCheck::NotRequested
+        );
         let other_secret = sign(b"another secret, also long enough", trace(7));
         assert_eq!(check(&other_secret, Some(trace(7))), ForcedCheck::Rejected);
     }

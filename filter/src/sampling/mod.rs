@@ -151,7 +151,12 @@ impl Default for Sampler {
 impl Sampler {
     /// Decides for one request. `now_nanos` is the host clock; `store` holds the shared
     /// rate-limit buckets. Never fails: a failing store means "not sampled", with its reason.
-    pub fn decide(&self, input: &SamplingInput<'_>, now_nanos: u64, store: &dyn SharedStore) -> Decision {
+    pub fn decide(
+        &self,
+        input: &SamplingInput<'_>,
+        now_nanos: u64,
+        store: &dyn SharedStore,
+    ) -> Decision {
         let incoming = input
             .parent
             .and(input.tracestate)
@@ -292,7 +297,12 @@ impl Step<'_> {
     /// Takes a token for a sampled verdict. A rate-limited span's sampling probability is
     /// unknown, so its threshold is erased (tracestate-probability-sampling.md, "General
     /// requirements").
-    fn admit(&mut self, key: &str, bucket: BucketConfig, verdict: Verdict) -> Result<Verdict, Admission> {
+    fn admit(
+        &mut self,
+        key: &str,
+        bucket: BucketConfig,
+        verdict: Verdict,
+    ) -> Result<Verdict, Admission> {
         let got = rate_limit::try_acquire(self.store, key, bucket, self.now_nanos);
         self.cas_conflicts += got.conflicts;
         match got.admission {
@@ -370,7 +380,11 @@ impl Reason {
 /// `meshtrace_sampling_not_sampled_health_probe_total`. Envoy does no tag extraction on
 /// proxy-wasm metrics, so each (outcome, reason) pair is its own counter.
 pub fn reason_metric(sampled: bool, reason: Reason) -> String {
-    format!("meshtrace_sampling_{}_{}_total", outcome(sampled), reason.as_str())
+    format!(
+        "meshtrace_sampling_{}_{}_total",
+        outcome(sampled),
+        reason.as_str()
+    )
 }
 
 /// Metric counting decisions of configured rule `index` with this outcome, e.g.

@@ -113,7 +113,24 @@ impl BucketState {
     /// The inverse of [`BucketState::encode`]; `None` for any other length.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let bytes: &[u8; Self::ENCODED_LEN] = bytes.try_into().ok()?;
-        let [t0, t1, t2, t3, t4, t5, t6, t7, n0, n1, n2, n3, n4, n5, n6, n7] = *bytes;
+        let [
+            t0,
+            t1,
+            t2,
+            t3,
+            t4,
+            t5,
+            t6,
+            t7,
+            n0,
+            n1,
+            n2,
+            n3,
+            n4,
+            n5,
+            n6,
+            n7,
+        ] = *bytes;
         Some(Self {
             micro_tokens: u64::from_le_bytes([t0, t1, t2, t3, t4, t5, t6, t7]),
             updated_nanos: u64::from_le_bytes([n0, n1, n2, n3, n4, n5, n6, n7]),

@@ -145,7 +145,8 @@ fn strip_query(path: &[u8]) -> &[u8] {
 impl Rule {
     /// Whether this rule applies to the request (`has_parent`: it carries a parent context).
     pub fn matches(&self, headers: &dyn Headers, has_parent: bool) -> bool {
-        (self.scope == Scope::All || !has_parent) && self.conditions.iter().all(|c| c.holds(headers))
+        (self.scope == Scope::All || !has_parent)
+            && self.conditions.iter().all(|c| c.holds(headers))
     }
 }
 

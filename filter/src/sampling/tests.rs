@@ -22,7 +22,11 @@ fn trace_id(low: u64) -> TraceId {
 
 /// A request on `path` with extra headers.
 fn request(path: &str, extra: &[(&str, &str)]) -> Request {
-    let mut pairs = vec![(":method", "GET"), (":path", path), (":authority", "a.example")];
+    let mut pairs = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "a.example"),
+    ];
     pairs.extend_from_slice(extra);
     Request::new(&pairs)
 }
@@ -66,10 +70,18 @@ fn default_sampler_is_parent_based_and_drops_probes() {
     let store = MemoryStore::default();
     let plain = request("/", &[]);
     let d = Case::root(&plain).decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.reason, d.ot_member.as_deref()), (true, Reason::Root, Some("th:0")));
+    assert_eq!(
+        (d.sampled, d.reason, d.ot_member.as_deref()),
+        (true, Reason::Root, Some("th:0"))
+    );
     let d = Case::root(&plain).parent(true, false).decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.reason, d.ot_changed), (true, Reason::ParentSampled, false));
-    let d = Case::root(&plain).parent(false, false).decide(&s, 0, &store);
+    assert_eq!(
+        (d.sampled, d.reason, d.ot_changed),
+        (true, Reason::ParentSampled, false)
+    );
+    let d = Case::root(&plain)
+        .parent(false, false)
+        .decide(&s, 0, &store);
     assert_eq!((d.sampled, d.reason), (false, Reason::ParentNotSampled));
     for probe in [
         request("/healthz", &[]),
@@ -79,7 +91,12 @@ fn default_sampler_is_parent_based_and_drops_probes() {
     ] {
         // Even a sampled parent does not get probes traced.
         let d = Case::root(&probe).parent(true, false).decide(&s, 0, &store);
-        assert_eq!((d.sampled, d.reason), (false, Reason::HealthProbe), "{:?}", probe.0);
+        assert_eq!(
+            (d.sampled, d.reason),
+            (false, Reason::HealthProbe),
+            "{:?}",
+            probe.0
+        );
     }
     let d = Case::root(&request("/healthzz", &[])).decide(&s, 0, &store);
     assert_eq!(d.reason, Reason::Root);
@@ -102,14 +119,19 @@ fn forced_beats_everything_and_is_not_rate_limited() {
     let store = MemoryStore::default();
     let forced = request("/healthz", &[("x-force", "yes")]);
     for _ in 0..5 {
-        let d = Case::root(&forced).parent(false, false).decide(&s, 0, &store);
+        let d = Case::root(&forced)
+            .parent(false, false)
+            .decide(&s, 0, &store);
         assert_eq!((d.sampled, d.reason), (true, Reason::Forced));
         assert_eq!(d.ot_member.as_deref(), Some("th:0"));
         assert!(!d.forced_rejected);
     }
     let wrong = request("/", &[("x-force", "no")]);
     let d = Case::root(&wrong).decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.reason, d.rule), (false, Reason::Rule, Some(0)));
+    assert_eq!(
+        (d.sampled, d.reason, d.rule),
+        (false, Reason::Rule, Some(0))
+    );
     assert!(d.forced_rejected);
 }
 
@@ -127,11 +149,19 @@ fn hmac_forced_traces_need_the_incoming_trace_id() {
     assert_eq!((d.sampled, d.reason), (true, Reason::Forced));
     case.low = 8;
     let d = case.decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.forced_rejected), (false, true), "tag of another trace");
+    assert_eq!(
+        (d.sampled, d.forced_rejected),
+        (false, true),
+        "tag of another trace"
+    );
     let mut root = Case::root(&headers);
     root.low = 7;
     let d = root.decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.forced_rejected), (false, true), "no incoming trace id");
+    assert_eq!(
+        (d.sampled, d.forced_rejected),
+        (false, true),
+        "no incoming trace id"
+    );
 }
 
 #[test]
@@ -139,10 +169,14 @@ fn debug_flags_force_sampling_unless_disabled() {
     let plain = request("/", &[]);
     let store = MemoryStore::default();
     let on = sampler(r#"{"remote_parent_not_sampled": "always_off"}"#);
-    let d = Case::root(&plain).parent(false, true).decide(&on, 0, &store);
+    let d = Case::root(&plain)
+        .parent(false, true)
+        .decide(&on, 0, &store);
     assert_eq!((d.sampled, d.reason), (true, Reason::Debug));
     let off = sampler(r#"{"honor_debug_flag": false}"#);
-    let d = Case::root(&plain).parent(false, true).decide(&off, 0, &store);
+    let d = Case::root(&plain)
+        .parent(false, true)
+        .decide(&off, 0, &store);
     assert_eq!((d.sampled, d.reason), (false, Reason::ParentNotSampled));
 }
 
@@ -161,10 +195,18 @@ fn rules_decide_before_parent_based_and_respect_scope() {
     assert_eq!(s.rule_name(0), Some("api"));
     // Root-scoped: a sampled parent is followed instead.
     let d = Case::root(&api).parent(false, false).decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.reason, d.rule), (false, Reason::ParentNotSampled, None));
+    assert_eq!(
+        (d.sampled, d.reason, d.rule),
+        (false, Reason::ParentNotSampled, None)
+    );
     // All-scoped: overrides a sampled parent.
-    let d = Case::root(&request("/static/app.js", &[])).parent(true, false).decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.reason, d.rule), (false, Reason::Rule, Some(1)));
+    let d = Case::root(&request("/static/app.js", &[]))
+        .parent(true, false)
+        .decide(&s, 0, &store);
+    assert_eq!(
+        (d.sampled, d.reason, d.rule),
+        (false, Reason::Rule, Some(1))
+    );
     let d = Case::root(&request("/other", &[])).decide(&s, 0, &store);
     assert_eq!((d.sampled, d.reason, d.rule), (false, Reason::Root, None));
 }
@@ -183,11 +225,18 @@ fn rule_rate_limit_with_a_controlled_clock() {
     use Reason::{Rule, RuleRateLimited};
     assert_eq!(reasons, [Rule, Rule, RuleRateLimited, RuleRateLimited]);
     let d = Case::root(&buy).decide(&s, 10 * SECOND + SECOND / 2, &store);
-    assert_eq!((d.sampled, d.reason), (true, Rule), "one token per half second");
+    assert_eq!(
+        (d.sampled, d.reason),
+        (true, Rule),
+        "one token per half second"
+    );
     // Admitted spans lost their known probability: no `th`.
     assert_eq!(d.ot_member, None);
     let d = Case::root(&buy).decide(&s, 10 * SECOND + SECOND / 2, &store);
-    assert_eq!((d.sampled, d.reason, d.rule), (false, RuleRateLimited, Some(0)));
+    assert_eq!(
+        (d.sampled, d.reason, d.rule),
+        (false, RuleRateLimited, Some(0))
+    );
     // Other paths are not limited.
     let d = Case::root(&request("/", &[])).decide(&s, 10 * SECOND, &store);
     assert_eq!((d.sampled, d.reason), (true, Reason::Root));
@@ -230,7 +279,10 @@ fn consistent_mode_writes_and_propagates_thresholds() {
     let mut case = Case::root(&plain);
     // Root, R = 2⁵⁶−1 ≥ 2⁵⁵: sampled with th:8. R = 0: dropped, no th.
     let d = case.decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.ot_member.as_deref(), d.ot_changed), (true, Some("th:8"), true));
+    assert_eq!(
+        (d.sampled, d.ot_member.as_deref(), d.ot_changed),
+        (true, Some("th:8"), true)
+    );
     case.low = 0;
     let d = case.decide(&s, 0, &store);
     assert_eq!((d.sampled, d.ot_member), (false, None));
@@ -260,7 +312,10 @@ fn consistent_mode_writes_and_propagates_thresholds() {
     unsampled.low = 0; // trace-id randomness 0 would drop
     unsampled.tracestate = Some("ot=rv:ffffffffffffff");
     let d = unsampled.decide(&s, 0, &store);
-    assert_eq!((d.sampled, d.ot_member.as_deref()), (true, Some("th:8;rv:ffffffffffffff")));
+    assert_eq!(
+        (d.sampled, d.ot_member.as_deref()),
+        (true, Some("th:8;rv:ffffffffffffff"))
+    );
 }
 
 #[test]
@@ -279,13 +334,23 @@ fn metric_names_are_unique_and_prometheus_safe() {
         .iter()
         .flat_map(|r| [reason_metric(true, *r), reason_metric(false, *r)])
         .chain((0..3).flat_map(|i| [rule_metric(true, i), rule_metric(false, i)]))
-        .chain([FORCED_REJECTED_METRIC.to_owned(), CAS_CONFLICTS_METRIC.to_owned()])
+        .chain([
+            FORCED_REJECTED_METRIC.to_owned(),
+            CAS_CONFLICTS_METRIC.to_owned(),
+        ])
         .collect();
     assert_eq!(names[0], "meshtrace_sampling_sampled_forced_total");
     assert!(names.contains(&"meshtrace_sampling_rule_2_not_sampled_total".to_owned()));
     for name in &names {
-        assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{name}");
-        assert!(name.starts_with("meshtrace_sampling_") && name.ends_with("_total"), "{name}");
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "{name}"
+        );
+        assert!(
+            name.starts_with("meshtrace_sampling_") && name.ends_with("_total"),
+            "{name}"
+        );
     }
     let count = names.len();
     names.sort();
@@ -307,7 +372,9 @@ fn observed_rates_are_within_four_standard_deviations() {
     const N: u64 = 100_000;
     for algorithm in ["trace_id_ratio", "consistent_probability"] {
         for ratio in [0.01, 0.1, 0.5] {
-            let s = sampler(&format!(r#"{{"algorithm": "{algorithm}", "root": {{"ratio": {ratio}}}}}"#));
+            let s = sampler(&format!(
+                r#"{{"algorithm": "{algorithm}", "root": {{"ratio": {ratio}}}}}"#
+            ));
             let store = MemoryStore::default();
             let plain = request("/", &[]);
             let mut seed = 0x5eed;

@@ -55,7 +55,10 @@ mod tests {
 
     #[test]
     fn ot_member_is_found_among_others() {
-        assert_eq!(ot_member(b"a=1, ot=th:8;rv:00000000000001 ,b=2"), Some("th:8;rv:00000000000001"));
+        assert_eq!(
+            ot_member(b"a=1, ot=th:8;rv:00000000000001 ,b=2"),
+            Some("th:8;rv:00000000000001")
+        );
         assert_eq!(ot_member(b"a=1"), None);
         assert_eq!(ot_member(b"\xff\xfe"), None);
     }
@@ -67,7 +70,10 @@ mod tests {
         let erased = with_ot_member(Some(b"a=1,ot=th:8"), None);
         assert_eq!(erased.as_deref(), Some("a=1"));
         assert_eq!(with_ot_member(Some(b"ot=th:8"), None), None);
-        assert_eq!(with_ot_member(None, Some("th:0")).as_deref(), Some("ot=th:0"));
+        assert_eq!(
+            with_ot_member(None, Some("th:0")).as_deref(),
+            Some("ot=th:0")
+        );
     }
 
     #[test]
@@ -76,7 +82,9 @@ mod tests {
         let out = with_ot_member(Some(many.join(",").as_bytes()), Some("th:0")).unwrap();
         assert_eq!(out.split(',').count(), MAX_MEMBERS);
         assert!(out.starts_with("ot=th:0,k0=v,"));
-        let long: Vec<String> = (0..10).map(|i| format!("k{i}={}", "x".repeat(100))).collect();
+        let long: Vec<String> = (0..10)
+            .map(|i| format!("k{i}={}", "x".repeat(100)))
+            .collect();
         let out = with_ot_member(Some(long.join(",").as_bytes()), Some("th:0")).unwrap();
         assert!(out.len() <= MAX_TRACESTATE_LEN, "{}", out.len());
     }

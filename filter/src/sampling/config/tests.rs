@@ -117,7 +117,10 @@ fn every_error_names_its_field() {
 #[test]
 fn secrets_never_appear_in_errors_or_debug_output() {
     let secret = "s3cr3t-s3cr3t-s3cr3t";
-    let config = parse(&format!(r#"{{"forced": {{"hmac": {{"secret": "{secret}"}}}}}}"#)).unwrap();
+    let config = parse(&format!(
+        r#"{{"forced": {{"hmac": {{"secret": "{secret}"}}}}}}"#
+    ))
+    .unwrap();
     assert!(!format!("{config:?}").contains(secret));
     assert!(!format!("{:?}", config.sampling.build().unwrap()).contains(secret));
     let e = error(&format!(

@@ -61,7 +61,10 @@ fn threshold_parsing() {
         Threshold::parse("ffffffffffffff").map(Threshold::value),
         Some(MAX_ADJUSTED_COUNT - 1)
     );
-    assert_eq!(Threshold::parse("C").map(Threshold::to_th).as_deref(), Some("c"));
+    assert_eq!(
+        Threshold::parse("C").map(Threshold::to_th).as_deref(),
+        Some("c")
+    );
     for bad in ["", "fffffffffffffff", "xyz", "+1", " 1", "-1"] {
         assert_eq!(Threshold::parse(bad), None, "{bad:?}");
     }
@@ -80,14 +83,21 @@ fn rv_example_from_tracestate_handling() {
     assert!(Threshold::ALWAYS.samples(r));
     assert!(!above.samples(r));
     // The same decision as a trace id ending in those 56 bits.
-    let id = TraceId::from_bytes(*b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x6e\x6d\x1a\x75\x83\x2a\x2f")
-        .unwrap();
+    let id =
+        TraceId::from_bytes(*b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x6e\x6d\x1a\x75\x83\x2a\x2f")
+            .unwrap();
     assert_eq!(Randomness::from_trace_id(id), r);
 }
 
 #[test]
 fn rv_must_be_exactly_14_lower_case_hex_digits() {
-    for bad in ["6e6d1a75832a2", "6e6d1a75832a2f0", "6E6D1A75832A2F", "6e6d1a75832a2g", ""] {
+    for bad in [
+        "6e6d1a75832a2",
+        "6e6d1a75832a2f0",
+        "6E6D1A75832A2F",
+        "6e6d1a75832a2g",
+        "",
+    ] {
         assert_eq!(Randomness::parse_rv(bad), None, "{bad:?}");
     }
 }

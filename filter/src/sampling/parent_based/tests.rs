@@ -32,6 +32,16 @@ fn t(th: &str) -> ThresholdUpdate {
     Set(Threshold::parse(th).unwrap())
 }
 
+/// One row: policy in every slot, parent sampled?, algorithm, trace id low bits → sampled, th.
+type Row<'a> = (
+    &'a Policy,
+    Option<bool>,
+    Algorithm,
+    u64,
+    bool,
+    ThresholdUpdate,
+);
+
 #[rustfmt::skip]
 #[test]
 fn matrix() {
@@ -40,8 +50,7 @@ fn matrix() {
     let half = Policy::Ratio(0.5);
     let one = Policy::Ratio(1.0);
     let zero = Policy::Ratio(0.0);
-    // (policy in every slot, parent sampled?, algorithm, trace id low bits) → (sampled, th)
-    let rows: Vec<(&Policy, Option<bool>, Algorithm, u64, bool, ThresholdUpdate)> = vec![
+    let rows: Vec<Row> = vec![
         // Root: independent decisions.
         (&on,   None,        SDK,        LOW,  true,  t("0")),
         (&off,  None,        SDK,        LOW,  false, Erase),

@@ -69,9 +69,17 @@ fn burst_then_refill_at_the_configured_rate() {
     let config = BucketConfig::new(2.0, 3);
     assert_eq!(admitted(&store, config, 0, 10), 3, "a fresh bucket is full");
     assert_eq!(take(&store, config, SECOND / 4), Admission::Exhausted);
-    assert_eq!(take(&store, config, SECOND / 2), Admission::Admitted, "1 token per 0.5 s");
+    assert_eq!(
+        take(&store, config, SECOND / 2),
+        Admission::Admitted,
+        "1 token per 0.5 s"
+    );
     assert_eq!(take(&store, config, SECOND / 2 + 1), Admission::Exhausted);
-    assert_eq!(admitted(&store, config, 100 * SECOND, 10), 3, "never above the burst");
+    assert_eq!(
+        admitted(&store, config, 100 * SECOND, 10),
+        3,
+        "never above the burst"
+    );
 }
 
 #[test]
@@ -80,7 +88,11 @@ fn fractional_rates_and_a_clock_going_backwards() {
     let config = BucketConfig::new(0.5, 1);
     assert_eq!(take(&store, config, 10 * SECOND), Admission::Admitted);
     assert_eq!(take(&store, config, 11 * SECOND), Admission::Exhausted);
-    assert_eq!(take(&store, config, 5 * SECOND), Admission::Exhausted, "backwards");
+    assert_eq!(
+        take(&store, config, 5 * SECOND),
+        Admission::Exhausted,
+        "backwards"
+    );
     assert_eq!(take(&store, config, 12 * SECOND), Admission::Admitted);
 }
 
@@ -100,7 +112,11 @@ fn over_a_minute_admissions_stay_within_rate_times_time_plus_burst() {
 fn conflicts_are_retried_on_fresh_state() {
     let store = MemoryStore::default();
     let config = BucketConfig::new(1.0, 5);
-    assert_eq!(take(&store, config, 0), Admission::Admitted, "creates the key: 4 left");
+    assert_eq!(
+        take(&store, config, 0),
+        Admission::Admitted,
+        "creates the key: 4 left"
+    );
     store.interleave.set(2);
     let got = try_acquire(&store, "k", config, 0);
     assert_eq!(got.admission, Admission::Admitted);
@@ -113,7 +129,11 @@ fn conflicts_are_retried_on_fresh_state() {
 fn endless_conflicts_or_a_broken_store_admit_nothing() {
     let store = MemoryStore::default();
     let config = BucketConfig::new(1.0, 1_000);
-    assert_eq!(take(&store, config, 0), Admission::Admitted, "creates the key");
+    assert_eq!(
+        take(&store, config, 0),
+        Admission::Admitted,
+        "creates the key"
+    );
     store.interleave.set(u32::MAX);
     let got = try_acquire(&store, "k", config, 0);
     assert_eq!(got.admission, Admission::Unavailable);
@@ -133,5 +153,8 @@ fn state_round_trips_and_garbage_means_full() {
     assert_eq!(BucketState::decode(b"short"), None);
     let store = MemoryStore::default();
     store.set("k", b"garbage", None).unwrap();
-    assert_eq!(take(&store, BucketConfig::new(1.0, 2), 0), Admission::Admitted);
+    assert_eq!(
+        take(&store, BucketConfig::new(1.0, 2), 0),
+        Admission::Admitted
+    );
 }

@@ -24,7 +24,11 @@ impl Headers for Request {
 }
 
 fn get(path: &str) -> Request {
-    Request::new(&[(":method", "GET"), (":path", path), (":authority", "shop.example")])
+    Request::new(&[
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "shop.example"),
+    ])
 }
 
 fn rule(conditions: Vec<Condition>) -> Rule {
@@ -79,12 +83,14 @@ fn regex_matching_survives_non_utf8_and_bad_patterns_are_refused() {
     let regex = StringMatcher::regex("^caf").unwrap();
     assert!(regex.matches(b"caf\xe9\xff"));
     assert!(StringMatcher::regex("(unclosed").is_err());
-    assert!(StringMatcher::regex(&"a{1000}{1000}".to_owned()).is_err(), "size limit");
+    assert!(StringMatcher::regex("a{1000}{1000}").is_err(), "size limit");
 }
 
 #[test]
 fn path_conditions_ignore_the_query_string() {
-    let r = rule(vec![Condition::Path(StringMatcher::Exact("/healthz".to_owned()))]);
+    let r = rule(vec![Condition::Path(StringMatcher::Exact(
+        "/healthz".to_owned(),
+    ))]);
     assert!(r.matches(&get("/healthz?verbose=1"), false));
     assert!(!r.matches(&get("/healthz/x"), false));
     assert!(!r.matches(&Request::new(&[]), false), "no :path");
@@ -92,20 +98,30 @@ fn path_conditions_ignore_the_query_string() {
 
 #[test]
 fn method_authority_user_agent_and_header_conditions() {
-    let method = rule(vec![Condition::Method(vec!["POST".to_owned(), "PUT".to_owned()])]);
+    let method = rule(vec![Condition::Method(vec![
+        "POST".to_owned(),
+        "PUT".to_owned(),
+    ])]);
     assert!(!method.matches(&get("/"), false));
     let post = Request::new(&[(":method", "POST")]);
     assert!(method.matches(&post, false));
     assert!(!method.matches(&Request::new(&[(":method", "post")]), false));
 
-    let authority = rule(vec![Condition::Authority(StringMatcher::glob("*.example").unwrap())]);
+    let authority = rule(vec![Condition::Authority(
+        StringMatcher::glob("*.example").unwrap(),
+    )]);
     assert!(authority.matches(&get("/"), false));
     assert!(!authority.matches(&Request::new(&[(":authority", "example.org")]), false));
 
-    let ua = rule(vec![Condition::UserAgent(StringMatcher::glob("kube-probe/*").unwrap())]);
+    let ua = rule(vec![Condition::UserAgent(
+        StringMatcher::glob("kube-probe/*").unwrap(),
+    )]);
     assert!(ua.matches(&Request::new(&[("user-agent", "kube-probe/1.29")]), false));
     assert!(!ua.matches(&Request::new(&[("user-agent", "curl/8")]), false));
-    assert!(!ua.matches(&get("/"), false), "absent User-Agent never matches");
+    assert!(
+        !ua.matches(&get("/"), false),
+        "absent User-Agent never matches"
+    );
 
     let present = rule(vec![Condition::HeaderPresent("x-canary".to_owned())]);
     assert!(present.matches(&Request::new(&[("x-canary", "")]), false));
@@ -150,8 +166,12 @@ fn scope_root_skips_requests_with_a_parent() {
 #[test]
 fn first_match_wins() {
     let rules = vec![
-        rule(vec![Condition::Path(StringMatcher::Prefix("/api/admin".to_owned()))]),
-        rule(vec![Condition::Path(StringMatcher::Prefix("/api/".to_owned()))]),
+        rule(vec![Condition::Path(StringMatcher::Prefix(
+            "/api/admin".to_owned(),
+        ))]),
+        rule(vec![Condition::Path(StringMatcher::Prefix(
+            "/api/".to_owned(),
+        ))]),
         rule(vec![]),
     ];
     assert_eq!(first_match(&rules, &get("/api/admin/x"), false), Some(0));
