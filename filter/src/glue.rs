@@ -165,6 +165,7 @@ impl RootContext for TracingRoot {
                 return false;
             }
         };
+        sampler.ensure_buckets(&HostSharedData, now_unix_nanos());
         let sampling_metrics = SamplingMetrics::define(sampler.rules().len());
         let resource = SpanResource {
             service_name: config.service_name.clone(),

@@ -213,6 +213,25 @@ impl Sampler {
         (reason, check == ForcedCheck::Rejected)
     }
 
+    /// Creates the shared rate-limit buckets this configuration uses, where missing (call from
+    /// `on_configure`, before traffic).
+    pub fn ensure_buckets(&self, store: &dyn SharedStore, now_nanos: u64) {
+        let rules = self.rules.iter().enumerate();
+        let rule_buckets = rules.filter_map(|(i, r)| Some((self.rule_key(i), r.rate_limit?)));
+        let global = self.global_limit.map(|b| (self.global_key(), b));
+        for (key, bucket) in rule_buckets.chain(global) {
+            rate_limit::ensure_bucket(store, &key, bucket, now_nanos);
+        }
+    }
+
+    fn rule_key(&self, index: usize) -> String {
+        format!("{}.rule.{index}", self.key_prefix)
+    }
+
+    fn global_key(&self) -> String {
+        format!("{}.global", self.key_prefix)
+    }
+
     /// The configured rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -265,7 +284,7 @@ impl Step<'_> {
             };
         match (verdict.sampled, sampler.global_limit) {
             (true, Some(bucket)) => {
-                let key = format!("{}.global", sampler.key_prefix);
+                let key = sampler.global_key();
                 match self.admit(&key, bucket, verdict) {
                     Ok(admitted) => (admitted, reason, rule),
                     Err(Admission::Exhausted) => (never(), Reason::GlobalRateLimited, rule),
@@ -283,7 +302,7 @@ impl Step<'_> {
         let verdict = rule.policy.decide(self.sampler.algorithm, subject);
         match (verdict.sampled, rule.rate_limit) {
             (true, Some(bucket)) => {
-                let key = format!("{}.rule.{index}", self.sampler.key_prefix);
+                let key = self.sampler.rule_key(index);
                 match self.admit(&key, bucket, verdict) {
                     Ok(admitted) => (admitted, Reason::Rule),
                     Err(Admission::Exhausted) => (never(), Reason::RuleRateLimited),

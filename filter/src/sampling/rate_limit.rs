@@ -155,6 +155,16 @@ impl BucketState {
     }
 }
 
+/// Creates the bucket under `key`, full, unless some VM already did. Called at configuration
+/// time so that the first requests of two VMs never both create the key (creation cannot be
+/// compare-and-swapped: a CAS on a missing key always succeeds). Concurrent creators all write
+/// the same full state, so no token is lost.
+pub fn ensure_bucket(store: &dyn SharedStore, key: &str, config: BucketConfig, now_nanos: u64) {
+    if let Ok((None, _)) = store.get(key) {
+        let _ = store.set(key, &BucketState::full(config, now_nanos).encode(), None);
+    }
+}
+
 /// Takes one token from the bucket under `key` in `store`, retrying on CAS conflicts. A
 /// missing or unreadable state counts as a full bucket. Never blocks; at most
 /// [`MAX_CAS_ATTEMPTS`] writes.

@@ -158,3 +158,14 @@ fn state_round_trips_and_garbage_means_full() {
         Admission::Admitted
     );
 }
+
+#[test]
+fn ensuring_a_bucket_creates_it_once_and_full() {
+    let store = MemoryStore::default();
+    let config = BucketConfig::new(1.0, 2);
+    ensure_bucket(&store, "k", config, 0);
+    assert_eq!(take(&store, config, 0), Admission::Admitted);
+    // A second VM configuring later does not refill it.
+    ensure_bucket(&store, "k", config, 0);
+    assert_eq!(admitted(&store, config, 0, 5), 1);
+}
