@@ -2,11 +2,10 @@
 //! traces with HMAC, health probes, consistent-probability thresholds, the global cap shared
 //! through proxy-wasm shared data, and configuration errors refused at load.
 
-use meshtrace_tests::envoy::{StackAddrs, local_config, validate};
+use meshtrace_tests::envoy::validate_plugin_config;
 use meshtrace_tests::repo_root;
-use meshtrace_tests::stack::{Stack, StackOptions};
+use meshtrace_tests::stack::{Echo, Stack, StackOptions};
 use serde_json::json;
-use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +29,15 @@ async fn stack(sampling: serde_json::Value) -> Stack {
         ..StackOptions::default()
     };
     Stack::start(options).await.expect("stack starts")
+}
+
+/// `GET path` with a `traceparent` and one more header.
+async fn get_child(stack: &Stack, path: &str, traceparent: &str, extra: (&str, &str)) -> Echo {
+    let headers = [
+        ("traceparent", traceparent.as_bytes()),
+        (extra.0, extra.1.as_bytes()),
+    ];
+    stack.get(path, &headers).await.unwrap()
 }
 
 async fn counter(stack: &Stack, name: &str) -> u64 {
@@ -95,16 +103,7 @@ async fn rules_forced_traces_and_probes() {
     // Health probes are dropped even under a sampled parent.
     let sampled_parent = format!("00-{TRACE}-{PARENT}-01");
     for (path, ua) in [("/healthz", "curl/8"), ("/api/x", "kube-probe/1.30")] {
-        let echo = stack
-            .get(
-                path,
-                &[
-                    ("traceparent", sampled_parent.as_bytes()),
-                    ("user-agent", ua.as_bytes()),
-                ],
-            )
-            .await
-            .unwrap();
+        let echo = get_child(&stack, path, &sampled_parent, ("user-agent", ua)).await;
         let upstream = echo.traceparent().unwrap();
         assert_eq!(upstream.trace_id, TRACE);
         assert!(!upstream.sampled(), "{path} {ua}: {upstream:?}");
@@ -113,16 +112,7 @@ async fn rules_forced_traces_and_probes() {
     // Forced: an unsampled parent plus the HMAC of its trace id; the trace id is kept.
     let unsampled_parent = format!("00-{TRACE}-{PARENT}-00");
     let tag = hmac_hex(TRACE);
-    let echo = stack
-        .get(
-            "/web",
-            &[
-                ("traceparent", unsampled_parent.as_bytes()),
-                ("x-debug-trace", tag.as_bytes()),
-            ],
-        )
-        .await
-        .unwrap();
+    let echo = get_child(&stack, "/web", &unsampled_parent, ("x-debug-trace", &tag)).await;
     let upstream = echo.traceparent().unwrap();
     assert_eq!(upstream.trace_id, TRACE);
     assert!(upstream.sampled(), "{upstream:?}");
@@ -136,52 +126,23 @@ async fn rules_forced_traces_and_probes() {
     );
     // A tag for another trace id, or a guess, forces nothing.
     for bad in [hmac_hex("0af7651916cd43dd8448eb211c80319c"), "1".to_owned()] {
-        let echo = stack
-            .get(
-                "/web",
-                &[
-                    ("traceparent", unsampled_parent.as_bytes()),
-                    ("x-debug-trace", bad.as_bytes()),
-                ],
-            )
-            .await
-            .unwrap();
+        let echo = get_child(&stack, "/web", &unsampled_parent, ("x-debug-trace", &bad)).await;
         assert!(!echo.traceparent().unwrap().sampled());
     }
 
-    assert_eq!(
-        counter(&stack, "meshtrace_sampling_sampled_rule_total").await,
-        1
-    );
-    assert_eq!(
-        counter(&stack, "meshtrace_sampling_rule_0_sampled_total").await,
-        1
-    );
-    assert_eq!(
-        counter(&stack, "meshtrace_sampling_not_sampled_root_total").await,
-        1
-    );
-    assert_eq!(
-        counter(&stack, "meshtrace_sampling_not_sampled_health_probe_total").await,
-        2
-    );
-    assert_eq!(
-        counter(&stack, "meshtrace_sampling_sampled_forced_total").await,
-        1
-    );
-    assert_eq!(
-        counter(&stack, "meshtrace_sampling_forced_rejected_total").await,
-        2
-    );
-    assert_eq!(
-        counter(
-            &stack,
-            "meshtrace_sampling_not_sampled_parent_not_sampled_total"
-        )
-        .await,
-        2
-    );
-    assert_eq!(counter(&stack, "meshtrace_spans_sampled_total").await, 2);
+    let expected = [
+        ("meshtrace_sampling_sampled_rule_total", 1),
+        ("meshtrace_sampling_rule_0_sampled_total", 1),
+        ("meshtrace_sampling_not_sampled_root_total", 1),
+        ("meshtrace_sampling_not_sampled_health_probe_total", 2),
+        ("meshtrace_sampling_sampled_forced_total", 1),
+        ("meshtrace_sampling_forced_rejected_total", 2),
+        ("meshtrace_sampling_not_sampled_parent_not_sampled_total", 2),
+        ("meshtrace_spans_sampled_total", 2),
+    ];
+    for (name, want) in expected {
+        assert_eq!(counter(&stack, name).await, want, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,30 +172,12 @@ async fn consistent_probability_thresholds_in_tracestate() {
     // A sampled parent: a consistent threshold is propagated untouched, with the other members.
     let parent = format!("00-{TRACE}-{PARENT}-01");
     let consistent = "ot=th:c;rv:e0000000000000,vendor=x";
-    let echo = stack
-        .get(
-            "/child",
-            &[
-                ("traceparent", parent.as_bytes()),
-                ("tracestate", consistent.as_bytes()),
-            ],
-        )
-        .await
-        .unwrap();
+    let echo = get_child(&stack, "/child", &parent, ("tracestate", consistent)).await;
     assert!(echo.traceparent().unwrap().sampled());
     assert_eq!(echo.header("tracestate"), Some(consistent));
     // An inconsistent one (rv below th on a sampled context) is erased; rv and vendor stay.
     let inconsistent = "vendor=x,ot=th:f;rv:e0000000000000";
-    let echo = stack
-        .get(
-            "/child",
-            &[
-                ("traceparent", parent.as_bytes()),
-                ("tracestate", inconsistent.as_bytes()),
-            ],
-        )
-        .await
-        .unwrap();
+    let echo = get_child(&stack, "/child", &parent, ("tracestate", inconsistent)).await;
     assert_eq!(
         echo.header("tracestate"),
         Some("ot=rv:e0000000000000,vendor=x")
@@ -296,10 +239,6 @@ async fn global_cap_holds_across_both_worker_vms() {
 
 #[test]
 fn sampling_config_errors_are_refused_at_load_naming_the_field() {
-    let addrs = StackAddrs {
-        upstream: SocketAddr::from(([127, 0, 0, 1], 9)),
-        shim: SocketAddr::from(([127, 0, 0, 1], 9)),
-    };
     let cases = [
         (
             json!({"root": {"ratio": 1.5}}),
@@ -314,21 +253,9 @@ fn sampling_config_errors_are_refused_at_load_naming_the_field() {
             "field `sampling.forced.hmac.secret`: must be set",
         ),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    for (i, (sampling, expected)) in cases.into_iter().enumerate() {
-        let path = dir.path().join(format!("bad-{i}.yaml"));
-        let config = local_config(&addrs, Some(&plugin_config(sampling))).unwrap();
-        std::fs::write(&path, config).unwrap();
-        let output = validate(&path).unwrap();
-        let log = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            !output.status.success(),
-            "accepted a bad configuration:\n{log}"
-        );
+    for (sampling, expected) in cases {
+        let (accepted, log) = validate_plugin_config(&plugin_config(sampling)).unwrap();
+        assert!(!accepted, "accepted a bad configuration:\n{log}");
         assert!(log.contains(expected), "expected {expected:?} in:\n{log}");
     }
 }
