@@ -12,7 +12,8 @@ ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
 PYDEPS := $(VENV)/.pydeps-installed
-PY_REQUIREMENTS := istio/tests/requirements.txt
+# Every pinned Python dependency of the tests (reference clients, manifest validators).
+PY_REQUIREMENTS := tests/requirements.txt istio/tests/requirements.txt
 
 .PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean
 
@@ -33,7 +34,7 @@ $(ENVOY):
 pydeps: $(PYDEPS) ## Install the pinned Python test dependencies into .venv
 
 $(PYDEPS): $(PY_REQUIREMENTS) | $(ENVOY)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQUIREMENTS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
 	@touch $@
 
 wasm: toolchain ## Build the filter (release, wasm32-wasip1)

@@ -5,6 +5,7 @@
 //! defaulted), then [`FilterConfig::validate`]. Every error names the field it is about, so
 //! `on_configure` can refuse the configuration with a message an operator can act on.
 
+use crate::sampling::SamplingConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct FilterConfig {
     pub service_name: String,
     /// Where and how finished spans are sent.
     pub exporter: ExporterConfig,
+    /// Head sampling (see `docs/sampling.md`).
+    pub sampling: SamplingConfig,
 }
 
 /// Export of finished spans to the collector shim over OTLP/HTTP protobuf.
@@ -83,6 +86,7 @@ impl Default for FilterConfig {
         Self {
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             exporter: ExporterConfig::default(),
+            sampling: SamplingConfig::default(),
         }
     }
 }
@@ -112,7 +116,8 @@ impl FilterConfig {
                 format!("must be 1 to {MAX_SERVICE_NAME_LEN} bytes long"),
             ));
         }
-        self.exporter.validate()
+        self.exporter.validate()?;
+        self.sampling.validate()
     }
 }
 
@@ -201,7 +206,7 @@ fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), ConfigErr
 // === impl ConfigError ===
 
 impl ConfigError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),

@@ -157,6 +157,7 @@ mod tests {
             method: "GET".into(),
             path: "/".into(),
             status_code: Some(200),
+            extra_attributes: Vec::new(),
         }
     }
 

@@ -21,15 +21,24 @@ use crate::ids::RandomIdGenerator;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Kind, Metric};
 use crate::propagation::w3c::TRACEPARENT;
-use crate::request::{Extraction, parse_status, start_server_span};
+use crate::request::{
+    Extraction, apply_sampling, parent_sampling, parse_status, start_server_span,
+    upstream_tracestate,
+};
+use crate::sampling::{
+    self, Decision, Headers, Reason, Sampler, SamplingInput, SharedStore, StoreError,
+};
 use crate::span::{ServerSpan, SpanResource, encode_export_request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
+
+/// The W3C `tracestate` header.
+const TRACESTATE: &str = "tracestate";
 
 /// One log line about failing exports per this interval, at most.
 const EXPORT_FAILURE_LOG_INTERVAL_NANOS: u64 = 10_000_000_000;
@@ -49,6 +58,8 @@ struct Vm {
     resource: SpanResource,
     buffer: SpanBuffer,
     metrics: Metrics,
+    sampler: Sampler,
+    sampling_metrics: SamplingMetrics,
     ids: RandomIdGenerator,
     export_failures: LogThrottle,
 }
@@ -72,6 +83,20 @@ struct TracingHttp {
 struct Metrics {
     ids: BTreeMap<Metric, u32>,
 }
+
+/// The sampling counters: per (outcome, reason), per configured rule and outcome.
+struct SamplingMetrics {
+    reasons: BTreeMap<(bool, Reason), u32>,
+    rules: Vec<[Option<u32>; 2]>,
+    forced_rejected: Option<u32>,
+    cas_conflicts: Option<u32>,
+}
+
+/// Request headers read through the host, for sampling rules.
+struct HostHeaders;
+
+/// Proxy-wasm shared data: the rate-limit buckets shared by every VM of the process.
+struct HostSharedData;
 
 // === impl TracingRoot ===
 
@@ -133,6 +158,15 @@ impl RootContext for TracingRoot {
             log::error!("the host refused the tick period; spans could never be exported");
             return false;
         }
+        let sampler = match config.sampling.build() {
+            Ok(sampler) => sampler,
+            Err(e) => {
+                log::error!("{e}");
+                return false;
+            }
+        };
+        sampler.ensure_buckets(&HostSharedData, now_unix_nanos());
+        let sampling_metrics = SamplingMetrics::define(sampler.rules().len());
         let resource = SpanResource {
             service_name: config.service_name.clone(),
         };
@@ -142,6 +176,8 @@ impl RootContext for TracingRoot {
                 let mut vm = vm.borrow_mut();
                 vm.buffer.reconfigure(&config.exporter);
                 vm.resource = resource;
+                vm.sampler = sampler;
+                vm.sampling_metrics = sampling_metrics;
                 vm.config = config;
             }
             None => {
@@ -150,6 +186,8 @@ impl RootContext for TracingRoot {
                     config,
                     resource,
                     metrics: Metrics::define(),
+                    sampler,
+                    sampling_metrics,
                     ids: RandomIdGenerator,
                     export_failures: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
                 })));
@@ -231,18 +269,32 @@ impl HttpContext for TracingHttp {
             return Action::Continue;
         };
         let mut vm = vm.borrow_mut();
+        let now = now_unix_nanos();
         let traceparent = request_header(TRACEPARENT);
-        let mut started = start_server_span(traceparent.as_deref(), &mut vm.ids, now_unix_nanos());
+        let mut started = start_server_span(traceparent.as_deref(), &mut vm.ids, now);
         match started.extraction {
             Extraction::Missing => {}
             Extraction::Valid => vm.metrics.add(Metric::ContextExtracted, 1),
             Extraction::Malformed(_) => vm.metrics.add(Metric::ContextMalformed, 1),
         }
-        let written = hostcalls::set_map_value_bytes(
+        let tracestate = request_header(TRACESTATE);
+        let input = SamplingInput {
+            trace_id: started.span.context.trace_id,
+            parent: parent_sampling(&started),
+            tracestate: tracestate.as_deref(),
+            headers: &HostHeaders,
+        };
+        let decision = vm.sampler.decide(&input, now, &HostSharedData);
+        apply_sampling(&mut started, &decision, &vm.sampler);
+        vm.sampling_metrics.count(&decision);
+        let mut written = hostcalls::set_map_value_bytes(
             MapType::HttpRequestHeaders,
             TRACEPARENT,
             Some(started.traceparent.as_bytes()),
         );
+        if let Some(value) = upstream_tracestate(&started, &decision, tracestate.as_deref()) {
+            written = written.and(write_tracestate(value.as_deref().map(str::as_bytes)));
+        }
         if written.is_err() {
             vm.metrics.add(Metric::HeaderWriteFailed, 1);
         }
@@ -305,6 +357,91 @@ impl Metrics {
             let _ = hostcalls::increment_metric(id, delta);
         }
     }
+}
+
+// === impl SamplingMetrics ===
+
+impl SamplingMetrics {
+    /// Defines the counters for every (outcome, reason) and for `rules` configured rules.
+    fn define(rules: usize) -> Self {
+        let reasons = Reason::ALL
+            .iter()
+            .flat_map(|&r| [(true, r), (false, r)])
+            .filter_map(|(sampled, r)| {
+                Some((
+                    (sampled, r),
+                    define_counter(&sampling::reason_metric(sampled, r))?,
+                ))
+            })
+            .collect();
+        let rules = (0..rules)
+            .map(|i| {
+                [true, false].map(|sampled| define_counter(&sampling::rule_metric(sampled, i)))
+            })
+            .collect();
+        Self {
+            reasons,
+            rules,
+            forced_rejected: define_counter(sampling::FORCED_REJECTED_METRIC),
+            cas_conflicts: define_counter(sampling::CAS_CONFLICTS_METRIC),
+        }
+    }
+
+    fn count(&self, decision: &Decision) {
+        let by_reason = self.reasons.get(&(decision.sampled, decision.reason));
+        let by_rule = decision
+            .rule
+            .and_then(|i| self.rules.get(i))
+            .and_then(|ids| ids.get(usize::from(!decision.sampled)).copied().flatten());
+        let rejected = self.forced_rejected.filter(|_| decision.forced_rejected);
+        for id in [by_reason.copied(), by_rule, rejected]
+            .into_iter()
+            .flatten()
+        {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        if let (Some(id), conflicts @ 1..) = (self.cas_conflicts, decision.cas_conflicts) {
+            let _ = hostcalls::increment_metric(id, i64::from(conflicts));
+        }
+    }
+}
+
+fn define_counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::warn!("metric {name} not defined: {status:?}");
+            None
+        }
+    }
+}
+
+// === impl HostHeaders, HostSharedData ===
+
+impl Headers for HostHeaders {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        request_header(name)
+    }
+}
+
+impl SharedStore for HostSharedData {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        hostcalls::get_shared_data(key).map_err(|_| StoreError::Unavailable)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            Status::CasMismatch => StoreError::CasMismatch,
+            _ => StoreError::Unavailable,
+        })
+    }
+}
+
+/// Writes (or, with `None`, removes) the upstream `tracestate`.
+///
+/// INTERIM: the lead wires this to the propagation branch's `tracestate` module at merge.
+fn write_tracestate(value: Option<&[u8]>) -> Result<(), Status> {
+    hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, TRACESTATE, value)
 }
 
 /// A request header's raw bytes; a failed host call reads as "absent".

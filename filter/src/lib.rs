@@ -21,6 +21,7 @@ pub mod log_throttle;
 pub mod metrics;
 pub mod propagation;
 pub mod request;
+pub mod sampling;
 pub mod semconv;
 pub mod span;
 pub mod trace;

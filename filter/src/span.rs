@@ -43,6 +43,8 @@ pub struct ServerSpan {
     pub path: String,
     /// The response status, when one was sent.
     pub status_code: Option<u16>,
+    /// Further string attributes (e.g. the sampling reason), added after the HTTP ones.
+    pub extra_attributes: Vec<(&'static str, String)>,
 }
 
 /// Resource identity of the spans one filter instance emits.
@@ -76,6 +78,11 @@ impl ServerSpan {
             string_attribute(semconv::URL_PATH, &self.path),
         ];
         let mut status = None;
+        attributes.extend(
+            self.extra_attributes
+                .iter()
+                .map(|(key, value)| string_attribute(key, value)),
+        );
         if let Some(code) = self.status_code {
             attributes.push(int_attribute(
                 semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -213,6 +220,7 @@ mod tests {
             method: String::new(),
             path: String::new(),
             status_code,
+            extra_attributes: vec![("meshtrace.sampling.reason", "root".to_owned())],
         };
         span.set_request(b"GET", b"/api/users/7?token=secret");
         span
@@ -254,6 +262,10 @@ mod tests {
         );
         assert_eq!(otlp.status, None);
         assert_eq!(attribute(&otlp, "error.type"), None);
+        assert_eq!(
+            attribute(&otlp, "meshtrace.sampling.reason").cloned(),
+            string("root")
+        );
     }
 
     #[test]

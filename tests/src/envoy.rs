@@ -200,6 +200,27 @@ pub fn validate(config: &Path) -> anyhow::Result<Output> {
         .context("running envoy --mode validate")
 }
 
+/// Runs `envoy --mode validate` on the test configuration with `plugin_config` as the filter's
+/// configuration; returns whether Envoy accepted it and everything it printed.
+pub fn validate_plugin_config(plugin_config: &str) -> anyhow::Result<(bool, String)> {
+    // Validation never connects anywhere: any address will do.
+    let nowhere = SocketAddr::from(([127, 0, 0, 1], 9));
+    let addrs = StackAddrs {
+        upstream: nowhere,
+        shim: nowhere,
+    };
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, local_config(&addrs, Some(plugin_config))?)?;
+    let output = validate(&path)?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), log))
+}
+
 fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
     let filters = at(listener, &["filter_chains"])?
         .get_mut(0)
