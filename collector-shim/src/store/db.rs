@@ -24,6 +24,8 @@ use crate::config::StoreConfig;
 
 /// The database file's name inside `store.data_dir`.
 pub const DB_FILE: &str = "traces.sqlite3";
+/// Bytes the write-ahead log file is truncated to after a checkpoint.
+pub const WAL_SIZE_LIMIT: i64 = 8 * 1024 * 1024;
 /// Most names [`TraceDb::services`] and [`TraceDb::span_names`] return.
 pub const MAX_NAMES: usize = 1_000;
 /// Most services listed in one trace summary.
@@ -395,34 +397,53 @@ impl TraceDb {
         }))
     }
 
-    /// Distinct services of the stored spans, sorted, at most [`MAX_NAMES`].
+    /// Distinct services of the stored spans, sorted, at most [`MAX_NAMES`]. A skip scan of
+    /// the `(service, name)` index: one index lookup per service, however many spans.
     pub fn services(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
+        let mut next = self
             .conn
-            .prepare_cached("SELECT DISTINCT service FROM spans ORDER BY service LIMIT ?1")?;
-        let names = stmt
-            .query_map([MAX_NAMES as i64], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(names)
+            .prepare_cached("SELECT min(service) FROM spans WHERE service > ?1")?;
+        let mut services: Vec<String> = Vec::new();
+        // Every service name is non-empty (see `row::service_name`).
+        let mut after = String::new();
+        while services.len() < MAX_NAMES {
+            let Some(service) = next.query_row([&after], |row| row.get::<_, Option<String>>(0))?
+            else {
+                break;
+            };
+            services.push(service.clone());
+            after = service;
+        }
+        Ok(services)
     }
 
-    /// Distinct span names, of one service when given, sorted, at most [`MAX_NAMES`].
+    /// Distinct span names, of one service when given, sorted, at most [`MAX_NAMES`]. Skip
+    /// scans of the `(service, name)` index, at most [`MAX_NAMES`] lookups per service.
     pub fn span_names(&self, service: Option<&str>) -> Result<Vec<String>, StoreError> {
-        let names = match service {
-            Some(service) => self
-                .conn
-                .prepare_cached(
-                    "SELECT DISTINCT name FROM spans WHERE service = ?1 ORDER BY name LIMIT ?2",
-                )?
-                .query_map(params![service, MAX_NAMES as i64], |row| row.get(0))?
-                .collect::<Result<_, _>>()?,
-            None => self
-                .conn
-                .prepare_cached("SELECT DISTINCT name FROM spans ORDER BY name LIMIT ?1")?
-                .query_map([MAX_NAMES as i64], |row| row.get(0))?
-                .collect::<Result<_, _>>()?,
+        let services = match service {
+            Some(service) => vec![service.to_owned()],
+            None => self.services()?,
         };
-        Ok(names)
+        let mut first = self
+            .conn
+            .prepare_cached("SELECT min(name) FROM spans WHERE service = ?1")?;
+        let mut next = self
+            .conn
+            .prepare_cached("SELECT min(name) FROM spans WHERE service = ?1 AND name > ?2")?;
+        let mut names = std::collections::BTreeSet::new();
+        for service in &services {
+            let mut found: Option<String> = first.query_row([service], |row| row.get(0))?;
+            let mut lookups = 0;
+            while let Some(name) = found {
+                lookups += 1;
+                if lookups > MAX_NAMES {
+                    break;
+                }
+                found = next.query_row(params![service, &name], |row| row.get(0))?;
+                names.insert(name);
+            }
+        }
+        Ok(names.into_iter().take(MAX_NAMES).collect())
     }
 
     /// Stored spans.
@@ -464,9 +485,9 @@ impl TraceDb {
     }
 }
 
-/// Opens (creating if needed) the database file in `dir`: WAL journal (readers never block the
-/// writer; a committed write survives a crash of the process), `synchronous = NORMAL`, and an
-/// exclusive lock so a second shim cannot share the file.
+/// Opens (creating if needed) the database file in `dir`: WAL journal (a committed write
+/// survives a crash of the process), `synchronous = NORMAL`, and an exclusive lock so a second
+/// shim cannot share the file.
 fn open_file(dir: &Path) -> Result<Connection, StoreError> {
     std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
         path: dir.to_owned(),
@@ -493,6 +514,8 @@ fn open_file(dir: &Path) -> Result<Connection, StoreError> {
         tracing::warn!(%mode, "the trace store could not switch to WAL; writes are slower");
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The WAL is reused after each checkpoint; this caps what it keeps on disk in between.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     migrate(&conn, &path).map_err(|error| match error {
         StoreError::Sqlite(e) => locked(e, &path),
         other => other,
@@ -570,9 +593,15 @@ fn enforce_bounds(
 ) -> Result<Evictions, StoreError> {
     let mut evicted = Evictions::default();
     let oldest_kept_ns = now_ns.saturating_sub(limits.max_age_ns);
+    // Receive times never decrease with `seq`: the newest expired span is the last one in
+    // `spans_received` order (a range search of the index, not a scan of the table).
     let expired: Option<i64> = conn
-        .prepare_cached("SELECT max(seq) FROM spans WHERE received_ns < ?1")?
-        .query_row([oldest_kept_ns], |row| row.get(0))?;
+        .prepare_cached(
+            "SELECT seq FROM spans INDEXED BY spans_received WHERE received_ns < ?1 \
+             ORDER BY received_ns DESC, seq DESC LIMIT 1",
+        )?
+        .query_row([oldest_kept_ns], |row| row.get(0))
+        .optional()?;
     if let Some(cutoff) = expired {
         evicted.age += evict_through(conn, cutoff, totals)?;
     }
@@ -615,7 +644,8 @@ fn oldest_covering(conn: &Connection, bytes: u64) -> Result<Option<i64>, StoreEr
 /// resources and scopes no span uses any more; returns the number of spans deleted.
 fn evict_through(conn: &Connection, cutoff: i64, totals: &mut Totals) -> Result<u64, StoreError> {
     let affected: Vec<Vec<u8>> = conn
-        .prepare_cached("SELECT DISTINCT trace_id FROM spans WHERE seq <= ?1")?
+        // NOT INDEXED: a range of the table by `seq`, not a scan of the trace id index.
+        .prepare_cached("SELECT DISTINCT trace_id FROM spans NOT INDEXED WHERE seq <= ?1")?
         .query_map([cutoff], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     let (count, bytes): (i64, i64) = conn

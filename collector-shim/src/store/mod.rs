@@ -21,6 +21,9 @@
 //! awaited through a oneshot channel, so they queue behind earlier writes: read-your-writes for
 //! anything already acknowledged.
 //!
+//! Requests queued back to back are written in one transaction (at most
+//! [`MAX_TRANSACTION_SPANS`]), which is what keeps up under load.
+//!
 //! **Bounds.** Every span gets a sequence number in arrival order and is evicted oldest first:
 //! when received more than `max_age_secs` ago (checked at each write and every
 //! [`SWEEP_INTERVAL`]), when over `max_spans`, and when over `max_bytes`. A span is charged its
@@ -59,6 +62,8 @@ pub const QUEUE_CAPACITY: usize = 1_024;
 /// Spans that may wait for the writer thread; a request that would exceed it is refused
 /// (unless nothing is waiting, so one large request always gets in).
 pub const MAX_PENDING_SPANS: u64 = 65_536;
+/// Most spans the writer puts in one transaction when several requests are queued.
+pub const MAX_TRANSACTION_SPANS: u64 = 8_192;
 /// How long a read waits for room in a full queue before it fails as busy.
 pub const READ_QUEUE_WAIT: Duration = Duration::from_secs(1);
 /// How often the writer evicts expired spans when it has nothing else to do.
@@ -262,20 +267,36 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, commands: Receiver<Command>) {
+        let closed = self.serve(&commands);
+        let (metrics, pending) = (Arc::clone(&self.metrics), Arc::clone(&self.pending_spans));
+        // Closes the database (and releases the data directory) before anyone is told.
+        drop(self);
+        if let Some(done) = closed {
+            let _ = done.send(());
+            refuse_rest(&commands, &metrics, &pending);
+        }
+    }
+
+    /// Handles commands until the queue is closed (`None`) or a close is asked (its reply).
+    fn serve(&mut self, commands: &Receiver<Command>) -> Option<oneshot::Sender<()>> {
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        let mut queued = None;
         loop {
             let wait = next_sweep.saturating_duration_since(Instant::now());
-            match commands.recv_timeout(wait) {
-                Ok(Command::Insert { batch, spans }) => self.insert(batch, spans),
-                Ok(Command::Read(read)) => read(&self.db),
-                Ok(Command::Close(done)) => {
-                    drop(self.db);
-                    let _ = done.send(());
-                    Self::refuse_rest(&commands, &self.metrics, &self.pending_spans);
-                    return;
+            let command = match queued.take() {
+                Some(command) => Ok(command),
+                None => commands.recv_timeout(wait),
+            };
+            match command {
+                Ok(Command::Insert { batch, spans }) => {
+                    let (batch, spans, after) = coalesce(batch, spans, commands);
+                    self.insert(batch, spans);
+                    queued = after;
                 }
+                Ok(Command::Read(read)) => read(&self.db),
+                Ok(Command::Close(done)) => return Some(done),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return None,
             }
             if Instant::now() >= next_sweep {
                 self.sweep();
@@ -309,14 +330,37 @@ impl Writer {
             Err(error) => error!(%error, "the trace store could not evict expired spans"),
         }
     }
+}
 
-    /// Counts inserts still queued behind a close as dropped.
-    fn refuse_rest(commands: &Receiver<Command>, metrics: &Metrics, pending: &AtomicU64) {
-        while let Ok(command) = commands.try_recv() {
-            if let Command::Insert { spans, .. } = command {
-                pending.fetch_sub(spans, Ordering::SeqCst);
-                metrics.record_store_dropped(store_dropped::SHUTTING_DOWN, spans);
+/// Appends the inserts queued right behind `batch` (up to [`MAX_TRANSACTION_SPANS`]) so they
+/// share one transaction; returns the first other command met, to run next.
+fn coalesce(
+    mut batch: Vec<ResourceSpans>,
+    mut spans: u64,
+    commands: &Receiver<Command>,
+) -> (Vec<ResourceSpans>, u64, Option<Command>) {
+    while spans < MAX_TRANSACTION_SPANS {
+        match commands.try_recv() {
+            Ok(Command::Insert {
+                batch: more,
+                spans: more_spans,
+            }) => {
+                batch.extend(more);
+                spans += more_spans;
             }
+            Ok(other) => return (batch, spans, Some(other)),
+            Err(_) => break,
+        }
+    }
+    (batch, spans, None)
+}
+
+/// Counts inserts still queued behind a close as dropped.
+fn refuse_rest(commands: &Receiver<Command>, metrics: &Metrics, pending: &AtomicU64) {
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Insert { spans, .. } = command {
+            pending.fetch_sub(spans, Ordering::SeqCst);
+            metrics.record_store_dropped(store_dropped::SHUTTING_DOWN, spans);
         }
     }
 }

@@ -199,7 +199,13 @@ pub(super) fn page_sql(query: &TraceQuery) -> (String, Vec<Value>) {
         params.push(Value::Integer(min));
     }
     if !span_conditions.is_empty() {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND ");
+        // Always the trace's own spans (a few rows): the service index would make each check
+        // walk every span of a busy service. Worst case, a filter matching nothing, is one
+        // lookup per stored trace.
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM spans s INDEXED BY spans_trace \
+             WHERE s.trace_id = t.trace_id AND ",
+        );
         sql.push_str(&span_conditions.join(" AND "));
         sql.push(')');
     }

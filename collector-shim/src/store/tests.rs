@@ -852,6 +852,37 @@ async fn a_full_queue_refuses_at_once() {
 }
 
 #[tokio::test]
+async fn queued_writes_share_a_transaction_but_a_read_keeps_its_place() {
+    let (store, _metrics) = open_store(&StoreConfig::default());
+    let (release, held) = hold_writer(&store).await;
+    for n in 0..10u8 {
+        store
+            .try_insert(vec![batch("a", "s", vec![span(n, n)])])
+            .unwrap();
+    }
+    let mut between = Box::pin(store.read(|db| Ok(db.span_count())));
+    // Poll it once, which queues it, before the next writes.
+    tokio::select! {
+        biased;
+        _ = &mut between => panic!("the writer is held"),
+        () = std::future::ready(()) => {}
+    }
+    for n in 10..15u8 {
+        store
+            .try_insert(vec![batch("a", "s", vec![span(n, n)])])
+            .unwrap();
+    }
+    release.send(()).unwrap();
+    held.await.unwrap();
+    assert_eq!(
+        between.await.unwrap(),
+        10,
+        "the read saw exactly what came before it"
+    );
+    assert_eq!(store.read(|db| Ok(db.span_count())).await.unwrap(), 15);
+}
+
+#[tokio::test]
 async fn close_writes_what_was_queued_and_releases_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig {
