@@ -190,33 +190,16 @@ impl Metrics {
             "Accepted spans that could not be delivered to the backend and were dropped, by reason",
             metrics.export_failed_spans.clone(),
         );
-        for reason in refused::ALL {
-            metrics
-                .refused_spans
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
-            metrics
-                .refused_requests
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
-        }
-        for reason in export_failed::ALL {
-            metrics
-                .export_failed_spans
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
-        }
-        for reason in store_evicted::ALL {
-            metrics
-                .store_evicted_spans
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
-        }
-        for reason in store_dropped::ALL {
-            metrics
-                .store_dropped_spans
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
+        for (family, reasons) in [
+            (&metrics.refused_spans, &refused::ALL[..]),
+            (&metrics.refused_requests, &refused::ALL[..]),
+            (&metrics.export_failed_spans, &export_failed::ALL[..]),
+            (&metrics.store_evicted_spans, &store_evicted::ALL[..]),
+            (&metrics.store_dropped_spans, &store_dropped::ALL[..]),
+        ] {
+            for &reason in reasons {
+                family.get_or_create(&ReasonLabel { reason }).inc_by(0);
+            }
         }
         Self {
             registry,

@@ -26,25 +26,21 @@ const VIEWER_JS: &str = include_str!("../viewer/viewer.js");
 const VIEWER_CSS: &str = include_str!("../viewer/viewer.css");
 const FAVICON_SVG: &str = include_str!("../viewer/favicon.svg");
 
+/// Path, content type and body of every asset.
+const ASSETS: [(&str, &str, &str); 4] = [
+    ("/", "text/html; charset=utf-8", INDEX_HTML),
+    ("/viewer.js", "text/javascript; charset=utf-8", VIEWER_JS),
+    ("/viewer.css", "text/css; charset=utf-8", VIEWER_CSS),
+    ("/favicon.svg", "image/svg+xml", FAVICON_SVG),
+];
+
 /// The viewer routes (state: [`AppState`]).
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/viewer.js",
-            get(|| async { asset("text/javascript; charset=utf-8", VIEWER_JS) }),
-        )
-        .route(
-            "/viewer.css",
-            get(|| async { asset("text/css; charset=utf-8", VIEWER_CSS) }),
-        )
-        .route(
-            "/favicon.svg",
-            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
-        )
+    ASSETS
+        .into_iter()
+        .fold(Router::new(), |router, (path, content_type, body)| {
+            router.route(path, get(move || async move { asset(content_type, body) }))
+        })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -9,7 +9,9 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{Method, Request, StatusCode};
-use meshtrace_collector_shim::config::ShimConfig;
+use meshtrace_collector_shim::config::{ShimConfig, StoreConfig};
+use meshtrace_collector_shim::export::{self, ExportQueue};
+use meshtrace_collector_shim::store::QUEUE_CAPACITY;
 use meshtrace_collector_shim::{AppState, Metrics, admin_app, otlp_http_app};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{Status, status};
@@ -25,22 +27,30 @@ struct Shim {
 
 impl Shim {
     fn new() -> Self {
-        let state = AppState::new(&ShimConfig::default(), Arc::new(Metrics::new()), None).unwrap();
-        Self {
+        Self::with(&ShimConfig::default(), None).0
+    }
+
+    fn with(config: &ShimConfig, export: Option<ExportQueue>) -> (Self, AppState) {
+        let state = AppState::new(config, Arc::new(Metrics::new()), export).unwrap();
+        let shim = Self {
             otlp: otlp_http_app(state.clone()),
-            admin: admin_app(state),
-        }
+            admin: admin_app(state.clone()),
+        };
+        (shim, state)
     }
 
     async fn post(&self, request: &ExportTraceServiceRequest) {
+        assert_eq!(self.try_post(request).await, StatusCode::OK);
+    }
+
+    async fn try_post(&self, request: &ExportTraceServiceRequest) -> StatusCode {
         let post = Request::builder()
             .method(Method::POST)
             .uri("/v1/traces")
             .header(CONTENT_TYPE, "application/x-protobuf")
             .body(Body::from(encoded(request)))
             .unwrap();
-        let response = self.otlp.clone().oneshot(post).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        self.otlp.clone().oneshot(post).await.unwrap().status()
     }
 
     /// `GET uri` on the admin router: status, headers and body.
@@ -232,5 +242,82 @@ async fn the_viewer_is_served_from_the_binary_with_a_strict_policy() {
         "//fonts.",
     ] {
         assert!(!bodies.contains(external), "{external}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_backend_a_full_store_refuses_before_acknowledging() {
+    let (shim, state) = Shim::with(&ShimConfig::default(), None);
+    // Hold the store's writer, as a long write would.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered, inside) = tokio::sync::oneshot::channel();
+    let store = state.store().clone();
+    let holder = tokio::spawn(async move {
+        store
+            .read(move |_| {
+                let _ = entered.send(());
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+    });
+    inside.await.unwrap();
+    for n in 0..QUEUE_CAPACITY {
+        let id = u32::try_from(n).unwrap().to_be_bytes();
+        let trace = [id.as_slice(), &[9; 12]].concat();
+        assert_eq!(
+            shim.try_post(&request("a", &trace, 1)).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        shim.try_post(&request("a", &[7; 16], 1)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+
+    let (_, _, body) = shim.get("/metrics").await;
+    let text = String::from_utf8(body).unwrap();
+    let count = u64::try_from(QUEUE_CAPACITY).unwrap();
+    assert_eq!(
+        metric_value(&text, "meshtrace_shim_received_spans_total"),
+        Some(count)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "meshtrace_shim_refused_spans_total{reason=\"store_queue_full\"}"
+        ),
+        Some(1)
+    );
+    let (status, _, _) = shim.get(&format!("/api/traces/{}", "07".repeat(16))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "refused, so not stored");
+    let (_, list) = shim.json("/api/traces?limit=100").await;
+    assert_eq!(list["traces"].as_array().unwrap().len(), 100);
+    let (_, services) = shim.json("/api/services").await;
+    assert_eq!(services, json!({"services": ["a"]}));
+}
+
+#[tokio::test]
+async fn while_forwarding_the_copy_is_kept_only_when_configured() {
+    for keep in [true, false] {
+        let config = ShimConfig {
+            store: StoreConfig {
+                while_forwarding: keep,
+                ..StoreConfig::default()
+            },
+            ..ShimConfig::default()
+        };
+        let (queue, _receiver) = export::queue(8);
+        let (shim, _) = Shim::with(&config, Some(queue));
+        shim.post(&request("a", &trace_id(), 1)).await;
+        let (status, _, _) = shim.get(&format!("/api/traces/{TRACE_ID_HEX}")).await;
+        let expected = if keep {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, expected, "while_forwarding = {keep}");
     }
 }
