@@ -112,25 +112,32 @@
 
   // === Routing ===
 
-  function route() {
+  /** Shows the view the address names. After a navigation (not the first load), focus moves
+   * to the new view's heading so keyboard and screen reader users land on it. */
+  async function route(event) {
     const hash = location.hash || '#/';
     const trace = hash.match(/^#\/trace\/([0-9a-fA-F]{32})(?:\/([0-9a-fA-F]+))?$/);
     if (trace) {
-      showTrace(trace[1].toLowerCase(), trace[2] && trace[2].toLowerCase());
+      const focused = await showTrace(trace[1].toLowerCase(), trace[2] && trace[2].toLowerCase());
+      if (event && !focused) $('#trace-title').focus();
     } else {
       const query = hash.startsWith('#/?') ? hash.slice(3) : '';
-      showList(new URLSearchParams(query));
+      await showList(new URLSearchParams(query));
+      if (event) $('#list-title').focus();
     }
   }
 
   function setView(name) {
+    clearTimeout(list.poll);
     $('#list-view').hidden = name !== 'list';
     $('#trace-view').hidden = name !== 'trace';
   }
 
   // === Trace list ===
 
-  const list = { params: new URLSearchParams(), cursor: null, loading: false };
+  /** While the store is empty, the list looks again this often (a newcomer's first request). */
+  const EMPTY_POLL_MS = 2000;
+  const list = { params: new URLSearchParams(), cursor: null, loading: false, poll: null };
 
   async function showList(params) {
     setView('list');
@@ -213,6 +220,8 @@
       $('#more').hidden = !list.cursor;
       status.textContent = count === 0 ? '' :
         `${count} trace${count === 1 ? '' : 's'} shown${list.cursor ? '; older ones below' : ''}.`;
+      clearTimeout(list.poll);
+      if (count === 0 && !filtered) list.poll = setTimeout(() => loadTraces(true), EMPTY_POLL_MS);
     } catch (error) {
       status.textContent = `Could not load traces: ${error.message}`;
     } finally {
@@ -250,6 +259,7 @@
 
   // === One trace ===
 
+  /** Draws one trace; true when it moved focus to the selected span. */
   async function showTrace(traceId, selectedSpan) {
     setView('trace');
     document.title = `meshtrace · trace ${traceId.slice(0, 8)}`;
@@ -263,15 +273,17 @@
     try {
       data = await api(`api/traces/${traceId}`);
     } catch (error) {
-      status.textContent = error.status === 404
-        ? `Trace ${traceId} is not in the store: it may not have arrived yet (spans are flushed every second) or it was evicted.`
-        : `Could not load the trace: ${error.message}`;
-      return;
+      const again = el('button', { type: 'button', className: 'secondary' }, 'Try again');
+      again.addEventListener('click', () => showTrace(traceId, selectedSpan));
+      status.replaceChildren(error.status === 404
+        ? `Trace ${traceId} is not in the store: it may not have arrived yet (spans are flushed every second) or it was evicted. `
+        : `Could not load the trace: ${error.message} `, again);
+      return false;
     }
     const spans = flatten(data);
     if (spans.length === 0) {
       status.textContent = `Trace ${traceId} has no stored spans.`;
-      return;
+      return false;
     }
     const rows = treeOrder(spans);
     const start = spans.reduce((min, s) => (s.start < min ? s.start : min), spans[0].start);
@@ -295,8 +307,10 @@
         toggle(button, true);
         button.scrollIntoView({ block: 'center' });
         button.focus({ preventScroll: true });
+        return true;
       }
     }
+    return false;
   }
 
   function fact(label, value) {
@@ -511,6 +525,6 @@
       $('#main').focus();
     });
     window.addEventListener('hashchange', route);
-    route();
+    route(null);
   });
 })();
