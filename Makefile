@@ -15,7 +15,13 @@ PYDEPS := $(VENV)/.pydeps-installed
 # Every pinned Python dependency of the tests (reference clients, manifest validators).
 PY_REQUIREMENTS := tests/requirements.txt istio/tests/requirements.txt
 
-.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean
+# The viewer's browser test: Debian's Chromium driven by playwright-core (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+PLAYWRIGHT := tests/browser/node_modules/playwright-core/package.json
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
+.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +43,19 @@ $(PYDEPS): $(PY_REQUIREMENTS) | $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
 	@touch $@
 
+browser: browser-packages $(PLAYWRIGHT) ## Install Chromium (Debian), Node.js and playwright-core for the viewer's browser test
+
+browser-packages:
+	@if [ ! -x $(CHROMIUM) ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "installing chromium / Node.js (apt)"; $(SUDO) apt-get update -qq; fi
+	@[ -x $(CHROMIUM) ] || $(APT_INSTALL) chromium >/dev/null
+	@command -v node >/dev/null || $(APT_INSTALL) nodejs >/dev/null
+	@command -v npm >/dev/null || $(APT_INSTALL) npm >/dev/null
+
+$(PLAYWRIGHT): tests/browser/package.json tests/browser/package-lock.json | browser-packages
+	cd tests/browser && npm ci --no-audit --no-fund
+	@touch $@
+
 wasm: toolchain ## Build the filter (release, wasm32-wasip1)
 	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
 
@@ -54,7 +73,7 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy pydeps wasm-image ## Lint, unit tests, wasm build, integration tests in real Envoy, Istio manifests
+test: lint wasm envoy pydeps wasm-image browser ## Lint, unit tests, wasm build, integration tests in real Envoy and Chromium, Istio manifests
 	$(CARGO) test --workspace
 	$(VENV)/bin/python -m pytest -q istio/tests
 

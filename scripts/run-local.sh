@@ -37,6 +37,7 @@ done
 cat <<'MSG'
 
 meshtrace is running (Ctrl-C stops everything):
+  trace viewer    http://127.0.0.1:9464/   (open it in a browser: recent traces, waterfalls)
   Envoy listener  http://127.0.0.1:10000   (admin http://127.0.0.1:9901)
   demo upstream   http://127.0.0.1:8080    (echoes the request headers it got)
   shim OTLP/HTTP  http://127.0.0.1:4318/v1/traces, admin http://127.0.0.1:9464
@@ -44,8 +45,10 @@ meshtrace is running (Ctrl-C stops everything):
 Try:
   curl -s http://127.0.0.1:10000/hello -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
     -> the upstream's echo: its traceparent keeps the trace id, with the filter's span as parent
+  http://127.0.0.1:9464/#/trace/4bf92f3577b34da6a3ce929d0e0e4736
+    -> that trace in the viewer (spans reach the shim within about a second)
   curl -s http://127.0.0.1:9464/api/traces/4bf92f3577b34da6a3ce929d0e0e4736
-    -> the filter's span, as OTLP/JSON (spans are flushed every second)
+    -> the filter's span, as OTLP/JSON
   curl -s http://127.0.0.1:9901/stats | grep meshtrace
     -> the filter's own counters
 

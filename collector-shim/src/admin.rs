@@ -4,6 +4,7 @@
 //! - `GET /metrics` → OpenMetrics text (see [`crate::metrics`])
 //! - `GET /api/traces/{trace_id}` → the stored spans of one trace as OTLP/JSON
 //!   (`{"resourceSpans":[...]}`), 404 when unknown, 400 when the id is not 32 hex digits.
+//! - the trace search API ([`crate::query`]) and the web viewer at `/` ([`crate::viewer`]).
 //!
 //! OTLP/JSON (<https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding>) differs from
 //! proto3 JSON: ids are hex strings, enums are integers, keys are lowerCamelCase, 64-bit
@@ -12,16 +13,17 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use tracing::error;
 
+use crate::ingest::RETRY_AFTER_SECS;
 use crate::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::state::AppState;
-use crate::store::TraceId;
+use crate::store::{ReadError, TraceId};
 
 /// `Content-Type` of JSON responses.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
@@ -35,17 +37,26 @@ pub enum AdminError {
     /// No span of this trace is stored (404).
     #[error("trace {0} not found")]
     TraceNotFound(String),
-    /// Encoding failed; details are logged, not returned (500).
+    /// A query parameter is invalid (400); the message names it.
+    #[error("{0}")]
+    BadQuery(String),
+    /// The trace store is busy or closed (503, retry later).
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// Encoding or the store failed; details are logged, not returned (500).
     #[error("internal error")]
     Internal,
 }
 
-/// The admin router: `/healthz`, `/metrics`, `/api/traces/{trace_id}`.
+/// The admin router: `/healthz`, `/metrics`, `/api/traces/{trace_id}`, the query API and the
+/// viewer.
 pub fn admin_app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/traces/{trace_id}", get(trace))
+        .merge(crate::query::routes())
+        .merge(crate::viewer::routes())
         .with_state(state)
 }
 
@@ -68,6 +79,7 @@ async fn trace(
     let id = parse_trace_id(&trace_id).ok_or(AdminError::InvalidTraceId)?;
     let resource_spans = state
         .trace(&id)
+        .await?
         .ok_or_else(|| AdminError::TraceNotFound(hex::encode(id)))?;
     let json = serde_json::to_vec(&TracesData { resource_spans }).map_err(|e| {
         error!(error = %e, "cannot encode trace as OTLP/JSON");
@@ -89,9 +101,22 @@ pub fn parse_trace_id(text: &str) -> Option<TraceId> {
 impl AdminError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidTraceId => StatusCode::BAD_REQUEST,
+            Self::InvalidTraceId | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
             Self::TraceNotFound(_) => StatusCode::NOT_FOUND,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<ReadError> for AdminError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Busy | ReadError::Closed => Self::StoreUnavailable(error.to_string()),
+            ReadError::Store(error) => {
+                error!(%error, "trace store read failed");
+                Self::Internal
+            }
         }
     }
 }
@@ -99,6 +124,13 @@ impl AdminError {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.to_string() }).to_string();
-        (self.status(), [(CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
+        let mut response =
+            (self.status(), [(CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response();
+        if matches!(self, Self::StoreUnavailable(_)) {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
 
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -32,10 +33,13 @@ pub const DEFAULT_ADMIN_ADDR: SocketAddr =
 /// Default cap on one OTLP request body, in bytes: 64 MiB, the limit the OTLP specification
 /// recommends servers enforce (larger requests get HTTP 413).
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 64 * 1024 * 1024;
-/// Default number of spans the in-memory store keeps before evicting the oldest.
+/// Default number of spans the trace store keeps before evicting the oldest.
 pub const DEFAULT_STORE_MAX_SPANS: usize = 100_000;
-/// Default encoded size, in bytes, the in-memory store keeps before evicting the oldest spans.
+/// Default stored bytes (see [`crate::store`] for what is counted) before the trace store evicts
+/// the oldest spans.
 pub const DEFAULT_STORE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Default age, in seconds since the shim received them, after which stored spans are evicted.
+pub const DEFAULT_STORE_MAX_AGE_SECS: u64 = 24 * 60 * 60;
 /// Default per-attempt export timeout in milliseconds (`OTEL_EXPORTER_OTLP_TIMEOUT` default).
 pub const DEFAULT_EXPORT_TIMEOUT_MS: u64 = 10_000;
 /// Default capacity of the queue between the receiver and the forwarder, in requests. When it is
@@ -112,7 +116,7 @@ pub struct ShimConfig {
     pub admin_addr: SocketAddr,
     /// Largest accepted request body in bytes; larger requests get 413. Must be > 0.
     pub max_request_body_bytes: usize,
-    /// Bounds of the in-memory trace store.
+    /// The embedded trace store behind the query API and the viewer.
     pub store: StoreConfig,
     /// Backend to forward accepted spans to; `None` keeps them only in the store.
     pub export: Option<ExportConfig>,
@@ -120,7 +124,8 @@ pub struct ShimConfig {
     pub shutdown_timeout_ms: u64,
 }
 
-/// Bounds of the in-memory store; whichever is reached first triggers eviction of the oldest spans.
+/// The embedded trace store (SQLite, see [`crate::store`]). Whichever bound is reached first
+/// evicts the oldest spans.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -128,6 +133,14 @@ pub struct StoreConfig {
     pub max_spans: usize,
     /// Maximum stored bytes (see [`crate::store`] for how a span is charged). Must be > 0.
     pub max_bytes: usize,
+    /// Spans received longer ago than this, in seconds, are evicted. Must be > 0.
+    pub max_age_secs: u64,
+    /// Directory of the database file (`traces.sqlite3`), created if missing; the store then
+    /// survives restarts. `None` keeps the database in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Whether to keep a copy of forwarded spans when a backend is configured (without a
+    /// backend the store is where spans go, whatever this says).
+    pub while_forwarding: bool,
 }
 
 /// Where and how accepted requests are forwarded (OTLP/HTTP protobuf only for now).
@@ -191,12 +204,21 @@ pub struct Cli {
     /// Largest accepted OTLP request body in bytes (larger: 413).
     #[arg(long, env = "MESHTRACE_SHIM_MAX_REQUEST_BODY_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BODY_BYTES)]
     pub max_request_body_bytes: usize,
-    /// Spans kept in memory for /api/traces before the oldest are evicted.
+    /// Spans kept in the trace store (viewer, /api/traces) before the oldest are evicted.
     #[arg(long, env = "MESHTRACE_SHIM_STORE_MAX_SPANS", default_value_t = DEFAULT_STORE_MAX_SPANS)]
     pub store_max_spans: usize,
-    /// Encoded bytes kept in memory for /api/traces before the oldest spans are evicted.
+    /// Bytes kept in the trace store before the oldest spans are evicted.
     #[arg(long, env = "MESHTRACE_SHIM_STORE_MAX_BYTES", default_value_t = DEFAULT_STORE_MAX_BYTES)]
     pub store_max_bytes: usize,
+    /// Seconds after which received spans are evicted from the trace store.
+    #[arg(long, env = "MESHTRACE_SHIM_STORE_MAX_AGE_SECS", default_value_t = DEFAULT_STORE_MAX_AGE_SECS)]
+    pub store_max_age_secs: u64,
+    /// Directory of the trace store's database file, kept across restarts (default: in memory).
+    #[arg(long, env = "MESHTRACE_SHIM_STORE_DATA_DIR")]
+    pub store_data_dir: Option<PathBuf>,
+    /// Keep a copy of forwarded spans in the trace store when a backend is configured.
+    #[arg(long, env = "MESHTRACE_SHIM_STORE_WHILE_FORWARDING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub store_while_forwarding: bool,
     /// Requests that may wait for the forwarder before the receiver answers 503.
     #[arg(long, env = "MESHTRACE_SHIM_EXPORT_QUEUE_CAPACITY", default_value_t = DEFAULT_EXPORT_QUEUE_CAPACITY)]
     pub export_queue_capacity: usize,
@@ -293,6 +315,20 @@ impl ShimConfig {
         if self.store.max_bytes == 0 {
             errors.push(ConfigError::new("store.max_bytes", "must be > 0"));
         }
+        if self.store.max_age_secs == 0 {
+            errors.push(ConfigError::new("store.max_age_secs", "must be > 0"));
+        }
+        if self
+            .store
+            .data_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            errors.push(ConfigError::new(
+                "store.data_dir",
+                "must be a directory path (omit it to keep the store in memory)",
+            ));
+        }
         if let Some(export) = &self.export {
             export.validate_into("export", &mut errors);
         }
@@ -305,6 +341,9 @@ impl Default for StoreConfig {
         Self {
             max_spans: DEFAULT_STORE_MAX_SPANS,
             max_bytes: DEFAULT_STORE_MAX_BYTES,
+            max_age_secs: DEFAULT_STORE_MAX_AGE_SECS,
+            data_dir: None,
+            while_forwarding: true,
         }
     }
 }
@@ -440,6 +479,7 @@ impl Cli {
         check_positive("--max-request-body-bytes", self.max_request_body_bytes == 0);
         check_positive("--store-max-spans", self.store_max_spans == 0);
         check_positive("--store-max-bytes", self.store_max_bytes == 0);
+        check_positive("--store-max-age-secs", self.store_max_age_secs == 0);
         check_positive("--export-queue-capacity", self.export_queue_capacity == 0);
         check_positive("--shutdown-timeout-ms", self.shutdown_timeout_ms == 0);
 
@@ -459,6 +499,9 @@ impl Cli {
             store: StoreConfig {
                 max_spans: self.store_max_spans,
                 max_bytes: self.store_max_bytes,
+                max_age_secs: self.store_max_age_secs,
+                data_dir: self.store_data_dir.clone(),
+                while_forwarding: self.store_while_forwarding,
             },
             export: export.map(|export| ExportConfig {
                 queue_capacity: self.export_queue_capacity,
@@ -730,6 +773,9 @@ mod tests {
         assert_eq!(config.max_request_body_bytes, 64 * 1024 * 1024);
         assert_eq!(config.store.max_spans, 100_000);
         assert_eq!(config.store.max_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.store.max_age_secs, 86_400);
+        assert_eq!(config.store.data_dir, None);
+        assert!(config.store.while_forwarding);
         assert_eq!(config.export, None);
     }
 
@@ -740,6 +786,9 @@ mod tests {
             store: StoreConfig {
                 max_spans: 0,
                 max_bytes: 0,
+                max_age_secs: 0,
+                data_dir: Some(PathBuf::new()),
+                while_forwarding: false,
             },
             export: Some(ExportConfig {
                 endpoint: "https://backend:4318/v1/traces".to_owned(),
@@ -762,6 +811,8 @@ mod tests {
                 "max_request_body_bytes",
                 "store.max_spans",
                 "store.max_bytes",
+                "store.max_age_secs",
+                "store.data_dir",
                 "export.endpoint",
                 "export.timeout_ms",
                 "export.queue_capacity",
@@ -776,13 +827,15 @@ mod tests {
     #[test]
     fn serde_shape_fills_defaults_and_rejects_unknown_fields() {
         let config: ShimConfig = serde_json::from_str(
-            r#"{"admin_addr":"127.0.0.1:0","store":{"max_spans":5},
+            r#"{"admin_addr":"127.0.0.1:0","store":{"max_spans":5,"data_dir":"/var/lib/mt"},
                 "export":{"endpoint":"http://b:4318/v1/traces","headers":[["x-k","v"]]}}"#,
         )
         .unwrap();
         assert_eq!(config.admin_addr.to_string(), "127.0.0.1:0");
         assert_eq!(config.store.max_spans, 5);
         assert_eq!(config.store.max_bytes, DEFAULT_STORE_MAX_BYTES);
+        assert_eq!(config.store.data_dir, Some(PathBuf::from("/var/lib/mt")));
+        assert_eq!(config.store.max_age_secs, DEFAULT_STORE_MAX_AGE_SECS);
         let export = config.export.unwrap();
         assert_eq!(export.timeout_ms, DEFAULT_EXPORT_TIMEOUT_MS);
         assert_eq!(export.headers, [("x-k".to_owned(), "v".to_owned())]);
@@ -945,6 +998,12 @@ mod tests {
             "127.0.0.1:0",
             "--store-max-spans",
             "10",
+            "--store-max-age-secs",
+            "60",
+            "--store-data-dir",
+            "/tmp/mt",
+            "--store-while-forwarding",
+            "false",
             "--export-queue-capacity",
             "3",
             "--log-format",
@@ -956,19 +1015,33 @@ mod tests {
             .unwrap();
         assert_eq!(config.otlp_http_addr.to_string(), "127.0.0.1:0");
         assert_eq!(config.store.max_spans, 10);
+        assert_eq!(config.store.max_age_secs, 60);
+        assert_eq!(config.store.data_dir, Some(PathBuf::from("/tmp/mt")));
+        assert!(!config.store.while_forwarding);
         assert_eq!(config.export.unwrap().queue_capacity, 3);
         assert_eq!(cli.log_format, LogFormat::Text);
     }
 
     #[test]
     fn cli_errors_name_flags_and_variables() {
-        let cli = Cli::try_parse_from(["meshtrace-shim", "--store-max-bytes", "0"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "meshtrace-shim",
+            "--store-max-bytes",
+            "0",
+            "--store-max-age-secs",
+            "0",
+        ])
+        .unwrap();
         let errors = cli
             .to_config(&env(&[(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "grpc")]))
             .unwrap_err();
         assert_eq!(
             fields(&errors),
-            ["--store-max-bytes", OTEL_EXPORTER_OTLP_TRACES_PROTOCOL]
+            [
+                "--store-max-bytes",
+                "--store-max-age-secs",
+                OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+            ]
         );
 
         let error = Cli::try_parse_from(["meshtrace-shim", "--admin-addr", "nope"]).unwrap_err();

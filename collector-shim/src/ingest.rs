@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  POST /v1/traces ─► content type? ─► read ≤ limit ─► empty? ─► decode ─► queue (if backend) ─► store ─► 200
-//!                        │ 415          │ 413            │ 200     │ 400      │ 503 Retry-After: 1
+//!                        │ 415          │ 413            │ 200     │ 400      │ 503 Retry-After: 1  │ 503 (no backend)
 //! ```
 //!
 //! Success is 200 with an encoded empty `ExportTraceServiceResponse` (no partial success).
@@ -34,6 +34,7 @@ use crate::export::{ExportBatch, PROTOBUF_CONTENT_TYPE, PushError};
 use crate::metrics::refused;
 use crate::rpc;
 use crate::state::AppState;
+use crate::store::InsertRefused;
 
 /// Seconds a client is asked to wait (`Retry-After`) when the export queue is full.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -69,6 +70,13 @@ pub enum IngestError {
     /// The shim is shutting down and no longer forwards (503 with `Retry-After`, retryable).
     #[error("shutting down, retry later")]
     ShuttingDown {
+        /// Spans in the refused request.
+        spans: u64,
+    },
+    /// No backend is configured and the trace store's queue is full (503 with `Retry-After`,
+    /// retryable).
+    #[error("trace store is busy, retry later")]
+    StoreQueueFull {
         /// Spans in the refused request.
         spans: u64,
     },
@@ -124,19 +132,19 @@ async fn ingest(state: &AppState, request: Request) -> Result<(), IngestError> {
                 PushError::Closed(_) => IngestError::ShuttingDown { spans },
             })?;
     }
+    state
+        .store_spans(request.resource_spans)
+        .map_err(|refused| match refused {
+            InsertRefused::Full { spans } => IngestError::StoreQueueFull { spans },
+            InsertRefused::Closed { spans } => IngestError::ShuttingDown { spans },
+        })?;
     state.metrics().record_received(spans);
-    state.store_spans(request.resource_spans);
     Ok(())
 }
 
 /// Number of spans in a request.
 pub fn count_spans(request: &ExportTraceServiceRequest) -> u64 {
-    request
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum()
+    crate::store::count_spans(&request.resource_spans)
 }
 
 /// Accepts `application/x-protobuf`, case-insensitively and with parameters.
@@ -195,9 +203,9 @@ impl IngestError {
             }
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead | Self::Malformed(_) => StatusCode::BAD_REQUEST,
-            Self::ExportQueueFull { .. } | Self::ShuttingDown { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::ExportQueueFull { .. }
+            | Self::ShuttingDown { .. }
+            | Self::StoreQueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -211,13 +219,16 @@ impl IngestError {
             Self::BodyRead | Self::Malformed(_) => refused::MALFORMED,
             Self::ExportQueueFull { .. } => refused::EXPORT_QUEUE_FULL,
             Self::ShuttingDown { .. } => refused::SHUTTING_DOWN,
+            Self::StoreQueueFull { .. } => refused::STORE_QUEUE_FULL,
         }
     }
 
     /// Spans known to be in the refused request (0 when it was not decoded).
     pub fn refused_spans(&self) -> u64 {
         match self {
-            Self::ExportQueueFull { spans } | Self::ShuttingDown { spans } => *spans,
+            Self::ExportQueueFull { spans }
+            | Self::ShuttingDown { spans }
+            | Self::StoreQueueFull { spans } => *spans,
             _ => 0,
         }
     }

@@ -1,14 +1,15 @@
 //! meshtrace collector shim: receives OTLP/HTTP spans (from the meshtrace wasm filter, Envoy's
-//! OpenTelemetry tracer or any OpenTelemetry SDK), keeps recent traces in memory for lookup and
-//! forwards every accepted request to an optional OTLP/HTTP backend.
+//! OpenTelemetry tracer or any OpenTelemetry SDK), keeps recent traces in an embedded SQLite
+//! store for the query API and the web viewer, and forwards every accepted request to an
+//! optional OTLP/HTTP backend.
 //!
 //! ```text
 //!                       OTLP/HTTP listener (default 127.0.0.1:4318)
 //!  senders ──POST /v1/traces──► ingest ──► export queue (bounded) ──► Forwarder ──► backend
 //!                                 │                                    (retries, drops counted)
-//!                                 └──► SpanStore (bounded, by trace id)
+//!                                 └──► SpanStore (SQLite, bounded by spans, bytes and age)
 //!                                          ▲
-//!  operators ──GET /healthz, /metrics, /api/traces/{id}── admin listener (default 127.0.0.1:9464)
+//!  operators ──GET /, /api/…, /healthz, /metrics── admin listener (default 127.0.0.1:9464)
 //! ```
 //!
 //! Library entry points: [`Shim::start`] runs both listeners and the forwarder;
@@ -32,9 +33,11 @@ pub mod config;
 pub mod export;
 pub mod ingest;
 pub mod metrics;
+pub mod query;
 pub mod rpc;
 pub mod state;
 pub mod store;
+pub mod viewer;
 
 use std::future::IntoFuture;
 use std::io;
@@ -63,6 +66,7 @@ pub struct Shim {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<io::Result<()>>>,
     forwarder: Option<export::ForwarderHandle>,
+    store: store::SpanStore,
     shutdown_timeout: Duration,
 }
 
@@ -86,6 +90,9 @@ pub enum StartError {
     /// The forwarder could not be created.
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    /// The trace store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 // === impl Shim ===
@@ -112,7 +119,8 @@ impl Shim {
             Some((forwarder, (queue, receiver))) => (Some(queue), Some(forwarder.spawn(receiver))),
             None => (None, None),
         };
-        let state = AppState::new(&config, metrics, queue);
+        let state = AppState::new(&config, metrics, queue)?;
+        let store = state.store().clone();
         let (stop, stopped) = watch::channel(false);
         let servers = vec![
             serve(otlp_listener, otlp_http_app(state.clone()), stopped.clone()),
@@ -124,6 +132,7 @@ impl Shim {
             stop,
             servers,
             forwarder,
+            store,
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
         })
     }
@@ -140,7 +149,8 @@ impl Shim {
 
     /// Graceful: stops accepting connections, lets in-flight requests finish (at most
     /// `shutdown_timeout_ms`), then lets the forwarder drain its queue (at most
-    /// `shutdown_timeout_ms` again; what is left is counted as dropped), and returns.
+    /// `shutdown_timeout_ms` again; what is left is counted as dropped), then writes what the
+    /// trace store has queued and closes it (at most `shutdown_timeout_ms`), and returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for server in self.servers {
@@ -158,6 +168,7 @@ impl Shim {
         if let Some(forwarder) = self.forwarder {
             forwarder.drain(self.shutdown_timeout).await;
         }
+        self.store.close(self.shutdown_timeout).await;
     }
 }
 

@@ -11,7 +11,8 @@
 //! | `meshtrace_shim_refused_requests_total` | counter | `reason` |
 //! | `meshtrace_shim_stored_spans` | gauge | |
 //! | `meshtrace_shim_stored_bytes` | gauge | |
-//! | `meshtrace_shim_store_evicted_spans_total` | counter | |
+//! | `meshtrace_shim_store_evicted_spans_total` | counter | `reason` (bound: `max_age`, `max_spans`, `max_bytes`) |
+//! | `meshtrace_shim_store_dropped_spans_total` | counter | `reason` |
 //! | `meshtrace_shim_exported_spans_total` | counter | |
 //! | `meshtrace_shim_export_failed_spans_total` | counter | `reason` |
 //!
@@ -23,6 +24,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::store::Evictions;
 
 /// Prefix of every metric name.
 pub const METRIC_PREFIX: &str = "meshtrace_shim";
@@ -42,14 +45,43 @@ pub mod refused {
     pub const EXPORT_QUEUE_FULL: &str = "export_queue_full";
     /// Shim shutting down, forwarder no longer accepts work (503, retryable).
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// No backend and the trace store's queue is full (503, retryable).
+    pub const STORE_QUEUE_FULL: &str = "store_queue_full";
 
-    pub(crate) const ALL: [&str; 5] = [
+    pub(crate) const ALL: [&str; 6] = [
         MALFORMED,
         TOO_LARGE,
         UNSUPPORTED_MEDIA_TYPE,
         EXPORT_QUEUE_FULL,
         SHUTTING_DOWN,
+        STORE_QUEUE_FULL,
     ];
+}
+
+/// Which bound evicted spans from the trace store (`reason` label).
+pub mod store_evicted {
+    /// Received longer ago than `store.max_age_secs`.
+    pub const MAX_AGE: &str = "max_age";
+    /// Over `store.max_spans`.
+    pub const MAX_SPANS: &str = "max_spans";
+    /// Over `store.max_bytes`.
+    pub const MAX_BYTES: &str = "max_bytes";
+
+    pub(crate) const ALL: [&str; 3] = [MAX_AGE, MAX_SPANS, MAX_BYTES];
+}
+
+/// Why accepted spans were not written to the trace store (`reason` label). Without a backend
+/// a full queue refuses the request instead (`refused_*{reason="store_queue_full"}`), so these
+/// count copies lost while forwarding, and write failures.
+pub mod store_dropped {
+    /// The store's queue was full while forwarding (the backend still got the spans).
+    pub const QUEUE_FULL: &str = "queue_full";
+    /// The store was closed while forwarding, or writes were queued behind its close.
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// SQLite failed to write them (e.g. disk full); logged with the error.
+    pub const WRITE_ERROR: &str = "write_error";
+
+    pub(crate) const ALL: [&str; 3] = [QUEUE_FULL, SHUTTING_DOWN, WRITE_ERROR];
 }
 
 /// Why accepted spans were not delivered to the backend (`reason` label).
@@ -82,7 +114,8 @@ pub struct Metrics {
     refused_requests: Family<ReasonLabel, Counter>,
     stored_spans: Gauge,
     stored_bytes: Gauge,
-    store_evicted_spans: Counter,
+    store_evicted_spans: Family<ReasonLabel, Counter>,
+    store_dropped_spans: Family<ReasonLabel, Counter>,
     exported_spans: Counter,
     export_failed_spans: Family<ReasonLabel, Counter>,
 }
@@ -106,7 +139,8 @@ impl Metrics {
             refused_requests: Family::default(),
             stored_spans: Gauge::default(),
             stored_bytes: Gauge::default(),
-            store_evicted_spans: Counter::default(),
+            store_evicted_spans: Family::default(),
+            store_dropped_spans: Family::default(),
             exported_spans: Counter::default(),
             export_failed_spans: Family::default(),
             registry: Registry::default(),
@@ -128,18 +162,23 @@ impl Metrics {
         );
         registry.register(
             "stored_spans",
-            "Spans currently held by the in-memory trace store",
+            "Spans currently held by the trace store",
             metrics.stored_spans.clone(),
         );
         registry.register(
             "stored_bytes",
-            "Encoded bytes currently charged to the in-memory trace store",
+            "Bytes currently charged to the trace store",
             metrics.stored_bytes.clone(),
         );
         registry.register(
             "store_evicted_spans",
-            "Spans evicted from the in-memory trace store to stay within its bounds",
+            "Spans evicted from the trace store to stay within its bounds, by bound",
             metrics.store_evicted_spans.clone(),
+        );
+        registry.register(
+            "store_dropped_spans",
+            "Accepted spans the trace store did not keep, by reason",
+            metrics.store_dropped_spans.clone(),
         );
         registry.register(
             "exported_spans",
@@ -151,21 +190,16 @@ impl Metrics {
             "Accepted spans that could not be delivered to the backend and were dropped, by reason",
             metrics.export_failed_spans.clone(),
         );
-        for reason in refused::ALL {
-            metrics
-                .refused_spans
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
-            metrics
-                .refused_requests
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
-        }
-        for reason in export_failed::ALL {
-            metrics
-                .export_failed_spans
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
+        for (family, reasons) in [
+            (&metrics.refused_spans, &refused::ALL[..]),
+            (&metrics.refused_requests, &refused::ALL[..]),
+            (&metrics.export_failed_spans, &export_failed::ALL[..]),
+            (&metrics.store_evicted_spans, &store_evicted::ALL[..]),
+            (&metrics.store_dropped_spans, &store_dropped::ALL[..]),
+        ] {
+            for &reason in reasons {
+                family.get_or_create(&ReasonLabel { reason }).inc_by(0);
+            }
         }
         Self {
             registry,
@@ -188,13 +222,28 @@ impl Metrics {
             .inc_by(spans);
     }
 
-    /// Updates the store gauges and counts new evictions.
-    pub fn record_store(&self, stored_spans: usize, stored_bytes: usize, newly_evicted: u64) {
+    /// Updates the store gauges and counts new evictions by bound.
+    pub fn record_store(&self, stored_spans: u64, stored_bytes: u64, evicted: &Evictions) {
         self.stored_spans
             .set(i64::try_from(stored_spans).unwrap_or(i64::MAX));
         self.stored_bytes
             .set(i64::try_from(stored_bytes).unwrap_or(i64::MAX));
-        self.store_evicted_spans.inc_by(newly_evicted);
+        for (reason, spans) in [
+            (store_evicted::MAX_AGE, evicted.age),
+            (store_evicted::MAX_SPANS, evicted.spans),
+            (store_evicted::MAX_BYTES, evicted.bytes),
+        ] {
+            self.store_evicted_spans
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(spans);
+        }
+    }
+
+    /// Counts accepted spans the trace store did not keep.
+    pub fn record_store_dropped(&self, reason: &'static str, spans: u64) {
+        self.store_dropped_spans
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(spans);
     }
 
     /// Counts spans delivered to the backend.
@@ -227,7 +276,16 @@ mod tests {
         metrics.record_received(5);
         metrics.record_refused(refused::EXPORT_QUEUE_FULL, 3);
         metrics.record_refused(refused::MALFORMED, 0);
-        metrics.record_store(4, 1024, 1);
+        metrics.record_store(
+            4,
+            1024,
+            &Evictions {
+                age: 2,
+                spans: 0,
+                bytes: 1,
+            },
+        );
+        metrics.record_store_dropped(store_dropped::WRITE_ERROR, 3);
         metrics.record_exported(2);
         metrics.record_export_failed(export_failed::REJECTED, 3);
         let text = metrics.encode().unwrap();
@@ -239,7 +297,11 @@ mod tests {
             "meshtrace_shim_refused_requests_total{reason=\"too_large\"} 0",
             "meshtrace_shim_stored_spans 4",
             "meshtrace_shim_stored_bytes 1024",
-            "meshtrace_shim_store_evicted_spans_total 1",
+            "meshtrace_shim_store_evicted_spans_total{reason=\"max_age\"} 2",
+            "meshtrace_shim_store_evicted_spans_total{reason=\"max_spans\"} 0",
+            "meshtrace_shim_store_evicted_spans_total{reason=\"max_bytes\"} 1",
+            "meshtrace_shim_store_dropped_spans_total{reason=\"write_error\"} 3",
+            "meshtrace_shim_store_dropped_spans_total{reason=\"queue_full\"} 0",
             "meshtrace_shim_exported_spans_total 2",
             "meshtrace_shim_export_failed_spans_total{reason=\"rejected\"} 3",
             "meshtrace_shim_export_failed_spans_total{reason=\"shutdown\"} 0",

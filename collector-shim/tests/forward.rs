@@ -298,12 +298,12 @@ async fn without_a_backend_spans_are_stored_only() {
     };
     let shim = Shim::start(config).await.unwrap();
     post_otlp(&shim, &request("checkout", &trace_id(), 2)).await;
-    let text = metrics(&shim).await;
+    // The store writes on its own thread: wait for its gauge.
+    let text = wait_for_metric(&shim, "meshtrace_shim_stored_spans", 2).await;
     assert_eq!(
         metric_value(&text, "meshtrace_shim_received_spans_total"),
         Some(2)
     );
-    assert_eq!(metric_value(&text, "meshtrace_shim_stored_spans"), Some(2));
     assert_eq!(
         metric_value(&text, "meshtrace_shim_exported_spans_total"),
         Some(0)

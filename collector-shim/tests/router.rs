@@ -29,7 +29,7 @@ struct Apps {
 }
 
 fn apps_with(config: &ShimConfig, queue: Option<export::ExportQueue>) -> Apps {
-    let state = AppState::new(config, Arc::new(Metrics::new()), queue);
+    let state = AppState::new(config, Arc::new(Metrics::new()), queue).unwrap();
     Apps {
         otlp: otlp_http_app(state.clone()),
         admin: admin_app(state),
@@ -361,12 +361,18 @@ async fn metrics_count_received_refused_and_stored_spans() {
         );
     }
     send(&apps.otlp, post(Some(PROTOBUF), &b"\xff"[..])).await;
+    // The store writes on its own thread; a query returns once earlier writes are done.
+    let barrier = send(&apps.admin, get("/api/services")).await;
+    assert_eq!(barrier.status(), StatusCode::OK);
 
     let text = metrics_text(&apps).await;
     let value = |series: &str| metric_value(&text, series);
     assert_eq!(value("meshtrace_shim_received_spans_total"), Some(6));
     assert_eq!(value("meshtrace_shim_stored_spans"), Some(4));
-    assert_eq!(value("meshtrace_shim_store_evicted_spans_total"), Some(2));
+    assert_eq!(
+        value("meshtrace_shim_store_evicted_spans_total{reason=\"max_spans\"}"),
+        Some(2)
+    );
     assert_eq!(
         value("meshtrace_shim_refused_requests_total{reason=\"malformed\"}"),
         Some(1)
