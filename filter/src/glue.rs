@@ -10,8 +10,10 @@
 //! ```text
 //!  TracingHttp (one per stream)           TracingRoot (one per VM, owns the export)
 //!  on_http_request_headers: extract,      on_configure: parse config, start the tick
-//!    start span, rewrite traceparent      on_tick: flush batches → dispatch_http_call
-//!  on_http_response_headers: status       on_http_call_response: settle the batch
+//!    start span, write the injected       on_tick: flush batches → dispatch_http_call
+//!    formats (or strip them all)          on_http_call_response: settle the batch
+//!  on_http_response_headers: status,
+//!    traceresponse
 //!  on_log: end span ──push──▶ Vm.buffer ◀──────────┘
 //! ```
 
@@ -20,12 +22,12 @@ use crate::export::{CallOutcome, Push, SpanBuffer, call_outcome};
 use crate::ids::RandomIdGenerator;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Kind, Metric};
-use crate::propagation::w3c::TRACEPARENT;
-use crate::request::{Extraction, parse_status, start_server_span};
+use crate::propagation::{self, HeaderWrite, w3c};
+use crate::request::{parse_status, start_server_span};
 use crate::span::{ServerSpan, SpanResource, encode_export_request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, Bytes, ContextType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -214,6 +216,31 @@ impl Vm {
         }
     }
 
+    /// Counts what extraction found and how the writes went.
+    fn count_extraction(&self, extracted: &propagation::Extracted, stop: bool, failed: usize) {
+        if let Some(format) = extracted.format.filter(|_| extracted.parent.is_some()) {
+            self.metrics.add(Metric::ContextExtracted, 1);
+            self.metrics.add(Metric::ContextExtractedBy(format), 1);
+        }
+        if !extracted.malformed.is_empty() {
+            self.metrics.add(Metric::ContextMalformed, 1);
+        }
+        for finding in &extracted.malformed {
+            self.metrics
+                .add(Metric::ContextMalformedBy(finding.part, finding.reason), 1);
+        }
+        if stop {
+            self.metrics.add(Metric::PropagationStopped, 1);
+        }
+        if failed > 0 {
+            self.metrics.add(
+                Metric::HeaderWriteFailed,
+                i64::try_from(failed).unwrap_or(i64::MAX),
+            );
+        }
+        self.metrics.add(Metric::SpansStarted, 1);
+    }
+
     fn log_export_failure(&mut self, why: &str, spans: usize) {
         if let Some(suppressed) = self.export_failures.allow(now_unix_nanos()) {
             log::warn!("{why}; {spans} spans dropped ({suppressed} similar failures not logged)");
@@ -230,34 +257,50 @@ impl HttpContext for TracingHttp {
         let Some(vm) = &self.vm else {
             return Action::Continue;
         };
-        let mut vm = vm.borrow_mut();
-        let traceparent = request_header(TRACEPARENT);
-        let mut started = start_server_span(traceparent.as_deref(), &mut vm.ids, now_unix_nanos());
-        match started.extraction {
-            Extraction::Missing => {}
-            Extraction::Valid => vm.metrics.add(Metric::ContextExtracted, 1),
-            Extraction::Malformed(_) => vm.metrics.add(Metric::ContextMalformed, 1),
-        }
-        let written = hostcalls::set_map_value_bytes(
-            MapType::HttpRequestHeaders,
-            TRACEPARENT,
-            Some(started.traceparent.as_bytes()),
-        );
-        if written.is_err() {
-            vm.metrics.add(Metric::HeaderWriteFailed, 1);
-        }
-        let method = request_header(":method").unwrap_or_default();
-        let path = request_header(":path").unwrap_or_default();
-        started.span.set_request(&method, &path);
-        vm.metrics.add(Metric::SpansStarted, 1);
-        self.span = Some(started.span);
+        let mut guard = vm.borrow_mut();
+        // Through a plain `&mut Vm`, the config and the id generator borrow separately.
+        let vm = &mut *guard;
+        // One host call for the whole map: the formats need repeated lines (`tracestate`,
+        // `baggage`) and a prefix scan (`uberctx-*`), which single-value reads cannot give.
+        // Names are UTF-8 (Envoy's codecs only accept token characters in names); values are
+        // raw bytes. A failed call reads as "no headers": a new trace.
+        let headers: Vec<(String, Bytes)> =
+            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let config = &vm.config.propagation;
+        let extracted = propagation::extract(&headers, config);
+        let mut span = start_server_span(&extracted, &mut vm.ids, now_unix_nanos());
+        let authority = header(&headers, ":authority");
+        let stop = config.stop_propagation.matches(authority);
+        let writes =
+            propagation::inject(&span.context, span.parent_span_id, &extracted, config, stop);
+        let failed = writes.iter().filter(|w| apply(w).is_err()).count();
+        span.set_request(header(&headers, ":method"), header(&headers, ":path"));
+        vm.count_extraction(&extracted, stop, failed);
+        self.span = Some(span);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(span) = &mut self.span {
-            let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status");
-            span.status_code = status.ok().flatten().as_deref().and_then(parse_status);
+        let Some(span) = &mut self.span else {
+            return Action::Continue;
+        };
+        let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status");
+        span.status_code = status.ok().flatten().as_deref().and_then(parse_status);
+        let Some(vm) = &self.vm else {
+            return Action::Continue;
+        };
+        let vm = vm.borrow();
+        let response = &vm.config.propagation.trace_response;
+        if response.enabled {
+            let value = w3c::format_traceparent(&span.context);
+            let written = hostcalls::set_map_value_bytes(
+                MapType::HttpResponseHeaders,
+                &response.header,
+                Some(value.as_bytes()),
+            );
+            if written.is_err() {
+                vm.metrics.add(Metric::HeaderWriteFailed, 1);
+            }
         }
         Action::Continue
     }
@@ -285,12 +328,12 @@ impl HttpContext for TracingHttp {
 impl Metrics {
     fn define() -> Self {
         let mut ids = BTreeMap::new();
-        for metric in Metric::ALL {
+        for metric in Metric::all() {
             let kind = match metric.kind() {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
             };
-            match hostcalls::define_metric(kind, metric.name()) {
+            match hostcalls::define_metric(kind, &metric.name()) {
                 Ok(id) => {
                     ids.insert(metric, id);
                 }
@@ -307,11 +350,27 @@ impl Metrics {
     }
 }
 
-/// A request header's raw bytes; a failed host call reads as "absent".
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+/// The first value of a (lower-case) header in the map, empty if absent.
+fn header<'a>(headers: &'a [(String, Bytes)], name: &str) -> &'a [u8] {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or_default()
+}
+
+/// Applies one header write to the upstream request.
+fn apply(write: &HeaderWrite) -> Result<(), proxy_wasm::types::Status> {
+    match write {
+        HeaderWrite::Set(name, value) => hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            name,
+            Some(value.as_bytes()),
+        ),
+        HeaderWrite::Remove(name) => {
+            hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None)
+        }
+    }
 }
 
 /// The host clock in nanoseconds since the Unix epoch (0 if the host cannot tell).

@@ -1,73 +1,46 @@
-//! What the filter does for one request, as pure functions of the header bytes: extract the
-//! incoming context, start our SERVER span, and say what to write on the upstream request.
+//! What the filter does for one request, as pure functions of the extracted context: start our
+//! SERVER span as the child of the caller's span, or a new trace.
 //!
-//! Sampling in this slice is parent-based with an always-on root: a valid parent's `sampled`
-//! flag is kept; a new trace is sampled.
+//! Sampling in this slice is parent-based with an always-on root: the caller's decision is
+//! kept (debug forces sampled); a deferred decision, or a new trace, is sampled unless a
+//! sampling-only header (`b3: 0`) denied it.
 
 use crate::ids::IdGenerator;
-use crate::propagation::w3c::{self, TraceparentError};
+use crate::propagation::Extracted;
 use crate::span::ServerSpan;
-use crate::trace::{SpanContext, TraceFlags};
+use crate::trace::{Sampling, SpanContext, TraceFlags};
 
-/// What the request's `traceparent` gave us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Extraction {
-    /// No `traceparent` header: a new trace starts.
-    Missing,
-    /// A valid context: our span is its child.
-    Valid,
-    /// An invalid header, ignored: a new trace starts.
-    Malformed(TraceparentError),
-}
-
-/// A started request span and the header value that carries it upstream.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Started {
-    /// Our span, open until the stream ends.
-    pub span: ServerSpan,
-    /// `traceparent` for the upstream request: our span as the parent.
-    pub traceparent: String,
-    /// How the incoming context was read.
-    pub extraction: Extraction,
-}
-
-/// Starts the server span for a request whose `traceparent` header is `traceparent`.
+/// Starts the server span for a request whose context was `extracted`.
 pub fn start_server_span(
-    traceparent: Option<&[u8]>,
+    extracted: &Extracted,
     ids: &mut impl IdGenerator,
     now_unix_nanos: u64,
-) -> Started {
-    let parsed = traceparent.map(w3c::parse_traceparent);
-    let (parent, extraction) = match parsed {
-        None => (None, Extraction::Missing),
-        Some(Ok(parent)) => (Some(parent), Extraction::Valid),
-        Some(Err(reason)) => (None, Extraction::Malformed(reason)),
-    };
-    let context = match parent {
+) -> ServerSpan {
+    let sampled = extracted.sampling != Sampling::Deny;
+    let debug = extracted.sampling.is_debug();
+    let context = match extracted.parent {
         Some(parent) => SpanContext {
             span_id: ids.new_span_id(),
+            flags: parent.flags.with_sampled(sampled),
+            debug,
             ..parent
         },
         // Our trace ids are fully random, so the Level 2 `random` flag is true of them.
         None => SpanContext {
             trace_id: ids.new_trace_id(),
             span_id: ids.new_span_id(),
-            flags: TraceFlags::from_wire(TraceFlags::SAMPLED | TraceFlags::RANDOM),
+            flags: TraceFlags::from_wire(TraceFlags::RANDOM).with_sampled(sampled),
+            debug,
         },
     };
-    let span = ServerSpan {
+    ServerSpan {
         context,
-        parent_span_id: parent.map(|p| p.span_id),
+        parent_span_id: extracted.parent.map(|p| p.span_id),
         start_unix_nanos: now_unix_nanos,
         end_unix_nanos: now_unix_nanos,
         method: String::new(),
         path: String::new(),
         status_code: None,
-    };
-    Started {
-        traceparent: w3c::format_traceparent(&context),
-        span,
-        extraction,
     }
 }
 
@@ -79,10 +52,12 @@ pub fn parse_status(value: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PropagationConfig;
+    use crate::propagation::{self, Format};
     use crate::trace::{SpanId, TraceId};
 
     /// Ids counting up from 1, so tests can name them.
-    struct SequentialIds(u8);
+    pub(crate) struct SequentialIds(pub(crate) u8);
 
     impl IdGenerator for SequentialIds {
         fn new_trace_id(&mut self) -> TraceId {
@@ -95,48 +70,92 @@ mod tests {
         }
     }
 
-    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
 
-    #[test]
-    fn valid_parent_keeps_trace_and_flags_with_our_span_as_parent() {
-        let started = start_server_span(Some(PARENT.as_bytes()), &mut SequentialIds(0), 5);
-        assert_eq!(started.extraction, Extraction::Valid);
-        assert_eq!(
-            started.traceparent,
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0101010101010101-01"
-        );
-        assert_eq!(
-            started.span.parent_span_id.map(SpanId::to_hex).as_deref(),
-            Some("00f067aa0ba902b7")
-        );
-        assert_eq!(started.span.start_unix_nanos, 5);
+    fn start(headers: &[(&str, &str)]) -> ServerSpan {
+        let extracted = propagation::extract(headers, &PropagationConfig::default());
+        start_server_span(&extracted, &mut SequentialIds(0), 5)
     }
 
     #[test]
-    fn unsampled_parent_stays_unsampled() {
-        let parent = PARENT.replace("-01", "-00");
-        let started = start_server_span(Some(parent.as_bytes()), &mut SequentialIds(0), 0);
-        assert!(!started.span.context.flags.is_sampled());
-        assert!(started.traceparent.ends_with("-00"));
+    fn valid_parent_keeps_trace_and_flags_with_our_span_as_parent() {
+        let span = start(&[("traceparent", &format!("00-{TRACE}-{PARENT}-01"))]);
+        assert_eq!(span.context.trace_id.to_hex(), TRACE);
+        assert_eq!(span.context.span_id.to_hex(), "0101010101010101");
+        assert_eq!(span.context.flags.to_wire(), 0x01);
+        assert_eq!(
+            span.parent_span_id.map(SpanId::to_hex).as_deref(),
+            Some(PARENT)
+        );
+        assert_eq!(span.start_unix_nanos, 5);
+    }
+
+    #[test]
+    fn unsampled_parent_stays_unsampled_and_random_flag_is_kept() {
+        let span = start(&[("traceparent", &format!("00-{TRACE}-{PARENT}-00"))]);
+        assert!(!span.context.flags.is_sampled());
+        let span = start(&[("traceparent", &format!("00-{TRACE}-{PARENT}-03"))]);
+        assert_eq!(span.context.flags.to_wire(), 0x03);
     }
 
     #[test]
     fn missing_or_malformed_parent_starts_a_sampled_root() {
-        for (header, extraction) in [
-            (None, Extraction::Missing),
-            (
-                Some(&b"00-xyz"[..]),
-                Extraction::Malformed(TraceparentError::Length),
-            ),
-        ] {
-            let started = start_server_span(header, &mut SequentialIds(0), 0);
-            assert_eq!(started.extraction, extraction);
-            assert_eq!(started.span.parent_span_id, None);
-            assert_eq!(
-                started.traceparent,
-                "00-01010101010101010101010101010101-0202020202020202-03"
-            );
+        for headers in [&[][..], &[("traceparent", "00-xyz")]] {
+            let span = start(headers);
+            assert_eq!(span.parent_span_id, None);
+            assert_eq!(span.context.trace_id.to_hex(), "01".repeat(16));
+            assert_eq!(span.context.flags.to_wire(), 0x03);
+            assert!(!span.context.debug);
         }
+    }
+
+    #[test]
+    fn debug_forces_sampled_and_is_kept() {
+        let span = start(&[("b3", &format!("{TRACE}-{PARENT}-d"))]);
+        assert!(span.context.debug && span.context.flags.is_sampled());
+        let span = start(&[("uber-trace-id", &format!("{TRACE}:{PARENT}:0:2"))]);
+        assert!(span.context.debug && span.context.flags.is_sampled());
+        // A sampling-only debug header forces a new trace.
+        let span = start(&[("b3", "d")]);
+        assert!(span.context.debug && span.context.flags.is_sampled());
+        assert_eq!(span.parent_span_id, None);
+    }
+
+    #[test]
+    fn deferred_is_sampled_and_deny_is_respected() {
+        let span = start(&[("b3", &format!("{TRACE}-{PARENT}"))]);
+        assert!(span.context.flags.is_sampled());
+        let span = start(&[("b3", "0")]);
+        assert!(!span.context.flags.is_sampled() && span.parent_span_id.is_none());
+        let span = start(&[
+            ("x-b3-traceid", TRACE),
+            ("x-b3-spanid", PARENT),
+            ("x-b3-sampled", "0"),
+        ]);
+        assert!(!span.context.flags.is_sampled());
+        assert_eq!(span.context.trace_id.to_hex(), TRACE);
+        // B3 and Jaeger parents do not claim a random trace id.
+        assert!(!span.context.flags.is_random());
+    }
+
+    #[test]
+    fn extract_order_decides_between_formats() {
+        let other = "0af7651916cd43dd8448eb211c80319c";
+        let headers = [
+            ("traceparent", format!("00-{TRACE}-{PARENT}-01")),
+            ("b3", format!("{other}-b7ad6b7169203331-1")),
+        ];
+        let mut config = PropagationConfig::default();
+        let extracted = propagation::extract(&headers[..], &config);
+        assert_eq!(extracted.format, Some(Format::Tracecontext));
+        config.extract = vec![Format::B3, Format::Tracecontext];
+        let span = start_server_span(
+            &propagation::extract(&headers[..], &config),
+            &mut SequentialIds(0),
+            0,
+        );
+        assert_eq!(span.context.trace_id.to_hex(), other);
     }
 
     #[test]
