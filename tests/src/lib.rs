@@ -5,6 +5,7 @@
 //! Prerequisites are built by `make test` (`make wasm envoy`); a test that lacks one fails with
 //! the command that provides it, it never skips.
 
+pub mod conformance;
 pub mod envoy;
 pub mod stack;
 pub mod w3c;
