@@ -55,6 +55,8 @@ pub struct Echo {
     pub status: u16,
     /// The upstream's JSON echo (`method`, `path`, `headers`), or `Null` if it was not JSON.
     pub body: Value,
+    /// The response headers the client got from Envoy.
+    pub response_headers: HeaderMap,
 }
 
 impl Stack {
@@ -102,8 +104,13 @@ impl Stack {
         let url = format!("http://{}{path}", self.envoy.listener);
         let response = self.client.get(url).headers(map).send().await?;
         let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
         let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
-        Ok(Echo { status, body })
+        Ok(Echo {
+            status,
+            body,
+            response_headers,
+        })
     }
 
     /// Polls the shim's `/api/traces/{trace_id}` until the span `span_id` is there, and returns
