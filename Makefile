@@ -12,8 +12,11 @@ ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
 PYDEPS := $(VENV)/.pydeps-installed
+# cargo-fuzz passes nightly flags; RUSTC_BOOTSTRAP lets the pinned stable toolchain take them.
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_SECONDS ?= 5
 
-.PHONY: help toolchain envoy pydeps wasm build run test lint fmt clean
+.PHONY: help toolchain envoy pydeps wasm build run test lint fmt clean fuzz bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,8 +52,19 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy pydeps ## Lint, unit tests, wasm build, integration and conformance tests in real Envoy
+test: lint wasm envoy pydeps fuzz ## Lint, unit tests, wasm build, integration and conformance tests in real Envoy
 	$(CARGO) test --workspace
+
+fuzz: toolchain ## Run every fuzz target for FUZZ_SECONDS each (5; e.g. FUZZ_SECONDS=600 for a long run)
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for target in $$($(FUZZ) list --fuzz-dir filter/fuzz); do \
+	  echo "== fuzz $$target ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ) run --fuzz-dir filter/fuzz -O $$target -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^(Done|==|SUMMARY|thread)' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+bench: ## Criterion benchmarks of propagation (extract + inject per format); see docs/propagation.md
+	$(CARGO) bench -p meshtrace-filter --bench propagation
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
