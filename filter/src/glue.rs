@@ -5,7 +5,10 @@
 //! Host calls go through `proxy_wasm::hostcalls`, which return `Result`, never through the
 //! SDK's `String` helpers, which panic on non-UTF-8 header values (see
 //! `../shared/anchors/envoy-wasm-notes.md`). A failed host call degrades to "no context" or a
-//! counted failure; it never fails the request.
+//! counted failure; it never fails the request. (proxy-wasm 0.2.5's `hostcalls` still panic on
+//! a status they do not expect, e.g. `get_map_bytes` on anything but `Ok`; Envoy answers `Ok`
+//! for the request and response maps in the callbacks that use them, and header names in the
+//! map are UTF-8 because Envoy's codecs only accept token characters there.)
 //!
 //! ```text
 //!  TracingHttp (one per stream)           TracingRoot (one per VM, owns the export)
