@@ -21,7 +21,11 @@ PLAYWRIGHT := tests/browser/node_modules/playwright-core/package.json
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages
+# cargo-fuzz passes nightly flags; RUSTC_BOOTSTRAP lets the pinned stable toolchain take them.
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_SECONDS ?= 5
+
+.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages fuzz bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,9 +77,20 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy pydeps wasm-image browser ## Lint, unit tests, wasm build, integration tests in real Envoy and Chromium, Istio manifests
+test: lint wasm envoy pydeps wasm-image browser fuzz ## Lint, unit tests, wasm build, integration and conformance tests in real Envoy and Chromium, Istio manifests, short fuzz runs
 	$(CARGO) test --workspace
 	$(VENV)/bin/python -m pytest -q istio/tests
+
+fuzz: toolchain ## Run every fuzz target for FUZZ_SECONDS each (5; e.g. FUZZ_SECONDS=600 for a long run)
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for target in $$($(FUZZ) list --fuzz-dir filter/fuzz); do \
+	  echo "== fuzz $$target ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ) run --fuzz-dir filter/fuzz -O $$target -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^(Done|==|SUMMARY|thread)' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+bench: ## Criterion benchmarks of propagation (extract + inject per format); see docs/propagation.md
+	$(CARGO) bench -p meshtrace-filter --bench propagation
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

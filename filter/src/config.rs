@@ -5,6 +5,7 @@
 //! defaulted), then [`FilterConfig::validate`]. Every error names the field it is about, so
 //! `on_configure` can refuse the configuration with a message an operator can act on.
 
+use crate::propagation::Format;
 use crate::sampling::SamplingConfig;
 use serde::Deserialize;
 use std::fmt;
@@ -29,7 +30,25 @@ pub const DEFAULT_MAX_BUFFERED_SPANS: u32 = 2_048;
 /// Default cap on export calls in flight per VM.
 pub const DEFAULT_MAX_CALLS_IN_FLIGHT: u32 = 4;
 
+/// Default extract order: W3C first, then B3 single before multi (the OpenTelemetry B3
+/// precedence), then Jaeger; `baggage` reads the W3C baggage header.
+pub const DEFAULT_EXTRACT: [Format; 5] = [
+    Format::Tracecontext,
+    Format::Baggage,
+    Format::B3,
+    Format::B3multi,
+    Format::Jaeger,
+];
+/// Default inject set: W3C Trace Context and Baggage, what the OpenTelemetry SDKs read by
+/// default.
+pub const DEFAULT_INJECT: [Format; 2] = [Format::Tracecontext, Format::Baggage];
+/// Default name of the trace-id response header (W3C Trace Context Level 2).
+pub const DEFAULT_TRACE_RESPONSE_HEADER: &str = "traceresponse";
+
 const MAX_SERVICE_NAME_LEN: usize = 256;
+const MAX_STOP_HOSTS: usize = 256;
+const MAX_HOST_PATTERN_LEN: usize = 255;
+const MAX_HEADER_NAME_LEN: usize = 128;
 const MAX_EXPORT_TIMEOUT_MS: u32 = 60_000;
 const MIN_FLUSH_INTERVAL_MS: u32 = 10;
 const MAX_FLUSH_INTERVAL_MS: u32 = 60_000;
@@ -44,8 +63,48 @@ pub struct FilterConfig {
     pub service_name: String,
     /// Where and how finished spans are sent.
     pub exporter: ExporterConfig,
+    /// Which trace headers are read and written.
+    pub propagation: PropagationConfig,
     /// Head sampling (see `docs/sampling.md`).
     pub sampling: SamplingConfig,
+}
+
+/// Context propagation: formats read and written, and where propagation stops.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PropagationConfig {
+    /// Formats read, in order: the first with a valid context wins. `baggage` reads W3C
+    /// baggage; `jaeger` also reads `uberctx-*` baggage.
+    pub extract: Vec<Format>,
+    /// Formats written on the upstream request, all describing our span. `xray` and `gcp`
+    /// are read only.
+    pub inject: Vec<Format>,
+    /// Remove incoming headers of formats not injected (otherwise they pass unchanged, still
+    /// naming the caller's span).
+    pub remove_uninjected: bool,
+    /// Destinations that get no trace headers at all.
+    pub stop_propagation: StopPropagation,
+    /// Our trace context on the response.
+    pub trace_response: TraceResponse,
+}
+
+/// Destinations (egress) for which every trace header is stripped.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StopPropagation {
+    /// `:authority` host patterns (port ignored, case-insensitive): `api.example.com` exactly,
+    /// `*.example.com` any subdomain, `*` everything.
+    pub hosts: Vec<String>,
+}
+
+/// Writing our span's context on the response, so that a client can find the trace.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceResponse {
+    /// Off by default.
+    pub enabled: bool,
+    /// Header name; the value is `00-{trace-id}-{our span id}-{flags}` either way.
+    pub header: String,
 }
 
 /// Export of finished spans to the collector shim over OTLP/HTTP protobuf.
@@ -86,6 +145,7 @@ impl Default for FilterConfig {
         Self {
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             exporter: ExporterConfig::default(),
+            propagation: PropagationConfig::default(),
             sampling: SamplingConfig::default(),
         }
     }
@@ -117,7 +177,167 @@ impl FilterConfig {
             ));
         }
         self.exporter.validate()?;
+        self.propagation.validate()?;
         self.sampling.validate()
+    }
+}
+
+// === impl PropagationConfig ===
+
+impl Default for PropagationConfig {
+    fn default() -> Self {
+        Self {
+            extract: DEFAULT_EXTRACT.to_vec(),
+            inject: DEFAULT_INJECT.to_vec(),
+            remove_uninjected: false,
+            stop_propagation: StopPropagation::default(),
+            trace_response: TraceResponse::default(),
+        }
+    }
+}
+
+impl PropagationConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        no_duplicates("propagation.extract", &self.extract)?;
+        no_duplicates("propagation.inject", &self.inject)?;
+        if let Some(format) = self.inject.iter().find(|f| f.is_read_only()) {
+            return Err(ConfigError::new(
+                "propagation.inject",
+                format!(
+                    "`{}` is read only: it can be extracted, not injected",
+                    format.name()
+                ),
+            ));
+        }
+        let reads_baggage = self
+            .extract
+            .iter()
+            .any(|f| matches!(f, Format::Baggage | Format::Jaeger));
+        if self.inject.contains(&Format::Baggage) && !reads_baggage {
+            return Err(ConfigError::new(
+                "propagation.inject",
+                "`baggage` is injected but never extracted: add `baggage` or `jaeger` to \
+                 propagation.extract (otherwise every incoming baggage header would be dropped)",
+            ));
+        }
+        self.stop_propagation.validate()?;
+        self.trace_response.validate()
+    }
+}
+
+fn no_duplicates(field: &str, formats: &[Format]) -> Result<(), ConfigError> {
+    for (i, format) in formats.iter().enumerate() {
+        if formats.get(..i).unwrap_or_default().contains(format) {
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                format!("`{}` is listed twice", format.name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+// === impl StopPropagation ===
+
+impl StopPropagation {
+    /// Whether propagation stops for a request with this `:authority`.
+    pub fn matches(&self, authority: &[u8]) -> bool {
+        if self.hosts.is_empty() {
+            return false;
+        }
+        let host = host_of(authority);
+        self.hosts.iter().any(|pattern| host_matches(pattern, host))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.hosts.len() > MAX_STOP_HOSTS {
+            return Err(ConfigError::new(
+                "propagation.stop_propagation.hosts",
+                format!("at most {MAX_STOP_HOSTS} patterns"),
+            ));
+        }
+        for (i, pattern) in self.hosts.iter().enumerate() {
+            let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+            let valid = pattern == "*"
+                || (!name.is_empty()
+                    && pattern.len() <= MAX_HOST_PATTERN_LEN
+                    && name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-')
+                    }));
+            if !valid {
+                return Err(ConfigError::new(
+                    format!("propagation.stop_propagation.hosts[{i}]"),
+                    format!(
+                        "`{pattern}` is not a lower-case host name, `*.` followed by one, or `*`"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host of an `:authority` (`host`, `host:port`, `[v6]:port`), lower-cased bytes kept as
+/// they are otherwise.
+fn host_of(authority: &[u8]) -> &[u8] {
+    if authority.starts_with(b"[") {
+        let end = authority
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(authority.len(), |i| i + 1);
+        return authority.get(..end).unwrap_or(authority);
+    }
+    match authority.iter().rposition(|&b| b == b':') {
+        Some(colon) => authority.get(..colon).unwrap_or(authority),
+        None => authority,
+    }
+}
+
+fn host_matches(pattern: &str, host: &[u8]) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host
+                    .get(host.len() - domain.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(domain.as_bytes()))
+                && host.get(host.len() - domain.len() - 1) == Some(&b'.')
+        }
+        None => host.eq_ignore_ascii_case(pattern.as_bytes()),
+    }
+}
+
+// === impl TraceResponse ===
+
+impl Default for TraceResponse {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            header: DEFAULT_TRACE_RESPONSE_HEADER.to_owned(),
+        }
+    }
+}
+
+impl TraceResponse {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let name = self.header.as_bytes();
+        let valid = !name.is_empty()
+            && name.len() <= MAX_HEADER_NAME_LEN
+            && crate::propagation::is_token(name)
+            && !name.iter().any(u8::is_ascii_uppercase);
+        if valid {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                "propagation.trace_response.header",
+                format!(
+                    "`{}` is not a lower-case header name (1 to {MAX_HEADER_NAME_LEN} token characters)",
+                    self.header
+                ),
+            ))
+        }
     }
 }
 
@@ -275,12 +495,75 @@ mod tests {
             (r#"{"exporter":{"max_buffered_spans":0}}"#, "exporter.max_buffered_spans"),
             (r#"{"exporter":{"max_batch_spans":5000}}"#, "exporter.max_batch_spans"),
             (r#"{"exporter":{"max_calls_in_flight":0}}"#, "exporter.max_calls_in_flight"),
+            (r#"{"propagation":{"extract":["w3c"]}}"#, "propagation.extract[0]"),
+            (r#"{"propagation":{"extract":["b3","b3"]}}"#, "propagation.extract[1]"),
+            (r#"{"propagation":{"inject":["tracecontext","xray"]}}"#, "propagation.inject"),
+            (r#"{"propagation":{"inject":["tracecontext","baggage"],"extract":["tracecontext"]}}"#, "propagation.inject"),
+            (r#"{"propagation":{"remove_uninjected":"yes"}}"#, "propagation.remove_uninjected"),
+            (r#"{"propagation":{"stop_propagation":{"hosts":["Example.com"]}}}"#, "propagation.stop_propagation.hosts[0]"),
+            (r#"{"propagation":{"stop_propagation":{"hosts":["a.b","*x.com"]}}}"#, "propagation.stop_propagation.hosts[1]"),
+            (r#"{"propagation":{"stop_propagation":{"host":[]}}}"#, "propagation.stop_propagation.host"),
+            (r#"{"propagation":{"trace_response":{"header":"Trace Response"}}}"#, "propagation.trace_response.header"),
+            (r#"{"propagation":{"trace_response":{"header":""}}}"#, "propagation.trace_response.header"),
             (r#"{} {}"#, "."),
             (r#"not json"#, "."),
         ];
         for (json, field) in cases {
             assert_eq!(field_of(json), field, "{json}");
         }
+    }
+
+    #[test]
+    fn propagation_defaults_and_overrides() {
+        let config = parse("{}").unwrap();
+        assert_eq!(config.propagation.extract, DEFAULT_EXTRACT);
+        assert_eq!(config.propagation.inject, DEFAULT_INJECT);
+        assert!(!config.propagation.remove_uninjected);
+        assert!(!config.propagation.trace_response.enabled);
+        let config = parse(
+            r#"{"propagation":{"extract":["xray","gcp","jaeger"],"inject":["b3","b3multi","jaeger"],
+                "remove_uninjected":true,"trace_response":{"enabled":true,"header":"x-trace-id"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.propagation.extract,
+            [Format::Xray, Format::Gcp, Format::Jaeger]
+        );
+        assert_eq!(
+            config.propagation.inject,
+            [Format::B3, Format::B3multi, Format::Jaeger]
+        );
+        assert_eq!(config.propagation.trace_response.header, "x-trace-id");
+        // Jaeger baggage is a baggage source.
+        assert!(parse(r#"{"propagation":{"extract":["jaeger"],"inject":["baggage"]}}"#).is_ok());
+        assert!(parse(r#"{"propagation":{"extract":[],"inject":[]}}"#).is_ok());
+    }
+
+    #[test]
+    fn stop_propagation_matches_hosts() {
+        let stop = StopPropagation {
+            hosts: vec!["api.partner.io".into(), "*.stripe.com".into()],
+        };
+        for (authority, stops) in [
+            (&b"api.partner.io"[..], true),
+            (b"API.Partner.io:443", true),
+            (b"x.api.partner.io", false),
+            (b"partner.io", false),
+            (b"pay.stripe.com", true),
+            (b"a.b.stripe.com:8443", true),
+            (b"stripe.com", false),
+            (b"evilstripe.com", false),
+            (b"", false),
+            (b"[::1]:80", false),
+            (b"\xff\xfe", false),
+        ] {
+            assert_eq!(stop.matches(authority), stops, "{authority:?}");
+        }
+        let all = StopPropagation {
+            hosts: vec!["*".into()],
+        };
+        assert!(all.matches(b"anything:1"));
+        assert!(!StopPropagation::default().matches(b"anything"));
     }
 
     #[test]

@@ -150,6 +150,7 @@ mod tests {
                 trace_id: TraceId::from_bytes([n.max(1); 16]).unwrap(),
                 span_id: SpanId::from_bytes([n.max(1); 8]).unwrap(),
                 flags: TraceFlags::from_wire(1),
+                debug: false,
             },
             parent_span_id: None,
             start_unix_nanos: 0,

@@ -5,13 +5,18 @@
 //! Host calls go through `proxy_wasm::hostcalls`, which return `Result`, never through the
 //! SDK's `String` helpers, which panic on non-UTF-8 header values (see
 //! `../shared/anchors/envoy-wasm-notes.md`). A failed host call degrades to "no context" or a
-//! counted failure; it never fails the request.
+//! counted failure; it never fails the request. (proxy-wasm 0.2.5's `hostcalls` still panic on
+//! a status they do not expect, e.g. `get_map_bytes` on anything but `Ok`; Envoy answers `Ok`
+//! for the request and response maps in the callbacks that use them, and header names in the
+//! map are UTF-8 because Envoy's codecs only accept token characters there.)
 //!
 //! ```text
 //!  TracingHttp (one per stream)           TracingRoot (one per VM, owns the export)
-//!  on_http_request_headers: extract,      on_configure: parse config, start the tick
-//!    start span, rewrite traceparent      on_tick: flush batches → dispatch_http_call
-//!  on_http_response_headers: status       on_http_call_response: settle the batch
+//!  on_http_request_headers: extract,      on_configure: parse config, build the sampler,
+//!    start span, sample, write the          create the shared rate-limit buckets, start
+//!    injected formats (or strip them all)   the tick
+//!  on_http_response_headers: status,      on_tick: flush batches → dispatch_http_call
+//!    traceresponse                        on_http_call_response: settle the batch
 //!  on_log: end span ──push──▶ Vm.buffer ◀──────────┘
 //! ```
 
@@ -20,25 +25,17 @@ use crate::export::{CallOutcome, Push, SpanBuffer, call_outcome};
 use crate::ids::RandomIdGenerator;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Kind, Metric};
-use crate::propagation::w3c::TRACEPARENT;
-use crate::request::{
-    Extraction, apply_sampling, parent_sampling, parse_status, start_server_span,
-    upstream_tracestate,
-};
-use crate::sampling::{
-    self, Decision, Headers, Reason, Sampler, SamplingInput, SharedStore, StoreError,
-};
+use crate::propagation::{HeaderWrite, w3c};
+use crate::request::{self, Handled, parse_status};
+use crate::sampling::{Sampler, SharedStore, StoreError};
 use crate::span::{ServerSpan, SpanResource, encode_export_request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, Bytes, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
-
-/// The W3C `tracestate` header.
-const TRACESTATE: &str = "tracestate";
 
 /// One log line about failing exports per this interval, at most.
 const EXPORT_FAILURE_LOG_INTERVAL_NANOS: u64 = 10_000_000_000;
@@ -59,7 +56,6 @@ struct Vm {
     buffer: SpanBuffer,
     metrics: Metrics,
     sampler: Sampler,
-    sampling_metrics: SamplingMetrics,
     ids: RandomIdGenerator,
     export_failures: LogThrottle,
 }
@@ -83,17 +79,6 @@ struct TracingHttp {
 struct Metrics {
     ids: BTreeMap<Metric, u32>,
 }
-
-/// The sampling counters: per (outcome, reason), per configured rule and outcome.
-struct SamplingMetrics {
-    reasons: BTreeMap<(bool, Reason), u32>,
-    rules: Vec<[Option<u32>; 2]>,
-    forced_rejected: Option<u32>,
-    cas_conflicts: Option<u32>,
-}
-
-/// Request headers read through the host, for sampling rules.
-struct HostHeaders;
 
 /// Proxy-wasm shared data: the rate-limit buckets shared by every VM of the process.
 struct HostSharedData;
@@ -166,7 +151,7 @@ impl RootContext for TracingRoot {
             }
         };
         sampler.ensure_buckets(&HostSharedData, now_unix_nanos());
-        let sampling_metrics = SamplingMetrics::define(sampler.rules().len());
+        let rules = sampler.rules().len();
         let resource = SpanResource {
             service_name: config.service_name.clone(),
         };
@@ -177,17 +162,18 @@ impl RootContext for TracingRoot {
                 vm.buffer.reconfigure(&config.exporter);
                 vm.resource = resource;
                 vm.sampler = sampler;
-                vm.sampling_metrics = sampling_metrics;
+                vm.metrics.define_sampling_rules(rules);
                 vm.config = config;
             }
             None => {
+                let mut metrics = Metrics::define(Metric::all());
+                metrics.define_sampling_rules(rules);
                 self.vm = Some(Rc::new(RefCell::new(Vm {
                     buffer: SpanBuffer::new(&config.exporter),
                     config,
                     resource,
-                    metrics: Metrics::define(),
+                    metrics,
                     sampler,
-                    sampling_metrics,
                     ids: RandomIdGenerator,
                     export_failures: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
                 })));
@@ -252,6 +238,35 @@ impl Vm {
         }
     }
 
+    /// Counts what extraction found, the sampling decision and how the writes went.
+    fn count_request(&self, handled: &Handled, failed: usize) {
+        let extracted = &handled.extracted;
+        if let Some(format) = extracted.format.filter(|_| extracted.parent.is_some()) {
+            self.metrics.add(Metric::ContextExtracted, 1);
+            self.metrics.add(Metric::ContextExtractedBy(format), 1);
+        }
+        if !extracted.malformed.is_empty() {
+            self.metrics.add(Metric::ContextMalformed, 1);
+        }
+        for finding in &extracted.malformed {
+            self.metrics
+                .add(Metric::ContextMalformedBy(finding.part, finding.reason), 1);
+        }
+        if handled.stop {
+            self.metrics.add(Metric::PropagationStopped, 1);
+        }
+        for (metric, delta) in Metric::for_decision(&handled.decision) {
+            self.metrics.add(metric, delta);
+        }
+        if failed > 0 {
+            self.metrics.add(
+                Metric::HeaderWriteFailed,
+                i64::try_from(failed).unwrap_or(i64::MAX),
+            );
+        }
+        self.metrics.add(Metric::SpansStarted, 1);
+    }
+
     fn log_export_failure(&mut self, why: &str, spans: usize) {
         if let Some(suppressed) = self.export_failures.allow(now_unix_nanos()) {
             log::warn!("{why}; {spans} spans dropped ({suppressed} similar failures not logged)");
@@ -268,48 +283,50 @@ impl HttpContext for TracingHttp {
         let Some(vm) = &self.vm else {
             return Action::Continue;
         };
-        let mut vm = vm.borrow_mut();
-        let now = now_unix_nanos();
-        let traceparent = request_header(TRACEPARENT);
-        let mut started = start_server_span(traceparent.as_deref(), &mut vm.ids, now);
-        match started.extraction {
-            Extraction::Missing => {}
-            Extraction::Valid => vm.metrics.add(Metric::ContextExtracted, 1),
-            Extraction::Malformed(_) => vm.metrics.add(Metric::ContextMalformed, 1),
-        }
-        let tracestate = request_header(TRACESTATE);
-        let input = SamplingInput {
-            trace_id: started.span.context.trace_id,
-            parent: parent_sampling(&started),
-            tracestate: tracestate.as_deref(),
-            headers: &HostHeaders,
-        };
-        let decision = vm.sampler.decide(&input, now, &HostSharedData);
-        apply_sampling(&mut started, &decision, &vm.sampler);
-        vm.sampling_metrics.count(&decision);
-        let mut written = hostcalls::set_map_value_bytes(
-            MapType::HttpRequestHeaders,
-            TRACEPARENT,
-            Some(started.traceparent.as_bytes()),
+        let mut guard = vm.borrow_mut();
+        // Through a plain `&mut Vm`, the config and the id generator borrow separately.
+        let vm = &mut *guard;
+        // One host call for the whole map: the formats need repeated lines (`tracestate`,
+        // `baggage`) and a prefix scan (`uberctx-*`), which single-value reads cannot give.
+        // Names are UTF-8 (Envoy's codecs only accept token characters in names); values are
+        // raw bytes. A failed call reads as "no headers": a new trace.
+        let headers: Vec<(String, Bytes)> =
+            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let handled = request::handle(
+            &headers,
+            &vm.config.propagation,
+            &vm.sampler,
+            &HostSharedData,
+            &mut vm.ids,
+            now_unix_nanos(),
         );
-        if let Some(value) = upstream_tracestate(&started, &decision, tracestate.as_deref()) {
-            written = written.and(write_tracestate(value.as_deref().map(str::as_bytes)));
-        }
-        if written.is_err() {
-            vm.metrics.add(Metric::HeaderWriteFailed, 1);
-        }
-        let method = request_header(":method").unwrap_or_default();
-        let path = request_header(":path").unwrap_or_default();
-        started.span.set_request(&method, &path);
-        vm.metrics.add(Metric::SpansStarted, 1);
-        self.span = Some(started.span);
+        let failed = handled.writes.iter().filter(|w| apply(w).is_err()).count();
+        vm.count_request(&handled, failed);
+        self.span = Some(handled.span);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(span) = &mut self.span {
-            let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status");
-            span.status_code = status.ok().flatten().as_deref().and_then(parse_status);
+        let Some(span) = &mut self.span else {
+            return Action::Continue;
+        };
+        let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status");
+        span.status_code = status.ok().flatten().as_deref().and_then(parse_status);
+        let Some(vm) = &self.vm else {
+            return Action::Continue;
+        };
+        let vm = vm.borrow();
+        let response = &vm.config.propagation.trace_response;
+        if response.enabled {
+            let value = w3c::format_traceparent(&span.context);
+            let written = hostcalls::set_map_value_bytes(
+                MapType::HttpResponseHeaders,
+                &response.header,
+                Some(value.as_bytes()),
+            );
+            if written.is_err() {
+                vm.metrics.add(Metric::HeaderWriteFailed, 1);
+            }
         }
         Action::Continue
     }
@@ -335,21 +352,32 @@ impl HttpContext for TracingHttp {
 // === impl Metrics ===
 
 impl Metrics {
-    fn define() -> Self {
-        let mut ids = BTreeMap::new();
-        for metric in Metric::ALL {
+    fn define(metrics: impl IntoIterator<Item = Metric>) -> Self {
+        let mut defined = Self::default();
+        defined.define_each(metrics);
+        defined
+    }
+
+    fn define_each(&mut self, metrics: impl IntoIterator<Item = Metric>) {
+        for metric in metrics {
             let kind = match metric.kind() {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
             };
-            match hostcalls::define_metric(kind, metric.name()) {
+            match hostcalls::define_metric(kind, &metric.name()) {
                 Ok(id) => {
-                    ids.insert(metric, id);
+                    self.ids.insert(metric, id);
                 }
                 Err(status) => log::warn!("metric {} not defined: {status:?}", metric.name()),
             }
         }
-        Self { ids }
+    }
+
+    /// (Re)defines the per-rule sampling counters for `rules` configured rules.
+    fn define_sampling_rules(&mut self, rules: usize) {
+        self.ids
+            .retain(|metric, _| !matches!(metric, Metric::SamplingRule(..)));
+        self.define_each(Metric::sampling_rules(rules));
     }
 
     fn add(&self, metric: Metric, delta: i64) {
@@ -359,70 +387,7 @@ impl Metrics {
     }
 }
 
-// === impl SamplingMetrics ===
-
-impl SamplingMetrics {
-    /// Defines the counters for every (outcome, reason) and for `rules` configured rules.
-    fn define(rules: usize) -> Self {
-        let reasons = Reason::ALL
-            .iter()
-            .flat_map(|&r| [(true, r), (false, r)])
-            .filter_map(|(sampled, r)| {
-                Some((
-                    (sampled, r),
-                    define_counter(&sampling::reason_metric(sampled, r))?,
-                ))
-            })
-            .collect();
-        let rules = (0..rules)
-            .map(|i| {
-                [true, false].map(|sampled| define_counter(&sampling::rule_metric(sampled, i)))
-            })
-            .collect();
-        Self {
-            reasons,
-            rules,
-            forced_rejected: define_counter(sampling::FORCED_REJECTED_METRIC),
-            cas_conflicts: define_counter(sampling::CAS_CONFLICTS_METRIC),
-        }
-    }
-
-    fn count(&self, decision: &Decision) {
-        let by_reason = self.reasons.get(&(decision.sampled, decision.reason));
-        let by_rule = decision
-            .rule
-            .and_then(|i| self.rules.get(i))
-            .and_then(|ids| ids.get(usize::from(!decision.sampled)).copied().flatten());
-        let rejected = self.forced_rejected.filter(|_| decision.forced_rejected);
-        for id in [by_reason.copied(), by_rule, rejected]
-            .into_iter()
-            .flatten()
-        {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
-        if let (Some(id), conflicts @ 1..) = (self.cas_conflicts, decision.cas_conflicts) {
-            let _ = hostcalls::increment_metric(id, i64::from(conflicts));
-        }
-    }
-}
-
-fn define_counter(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
-        Ok(id) => Some(id),
-        Err(status) => {
-            log::warn!("metric {name} not defined: {status:?}");
-            None
-        }
-    }
-}
-
-// === impl HostHeaders, HostSharedData ===
-
-impl Headers for HostHeaders {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        request_header(name)
-    }
-}
+// === impl HostSharedData ===
 
 impl SharedStore for HostSharedData {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
@@ -437,18 +402,18 @@ impl SharedStore for HostSharedData {
     }
 }
 
-/// Writes (or, with `None`, removes) the upstream `tracestate`.
-///
-/// INTERIM: the lead wires this to the propagation branch's `tracestate` module at merge.
-fn write_tracestate(value: Option<&[u8]>) -> Result<(), Status> {
-    hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, TRACESTATE, value)
-}
-
-/// A request header's raw bytes; a failed host call reads as "absent".
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+/// Applies one header write to the upstream request.
+fn apply(write: &HeaderWrite) -> Result<(), Status> {
+    match write {
+        HeaderWrite::Set(name, value) => hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            name,
+            Some(value.as_bytes()),
+        ),
+        HeaderWrite::Remove(name) => {
+            hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None)
+        }
+    }
 }
 
 /// The host clock in nanoseconds since the Unix epoch (0 if the host cannot tell).

@@ -1,95 +1,161 @@
-//! What the filter does for one request, as pure functions of the header bytes: extract the
-//! incoming context, start our SERVER span, and say what to write on the upstream request.
+//! What the filter does for one request, as pure functions of its headers: extract the caller's
+//! context, start our SERVER span as its child (or a new trace), decide sampling, and say
+//! which headers to write on the upstream request.
 //!
-//! The span starts with the parent's flags (or sampled, for a new trace); the sampling decision
-//! ([`crate::sampling`]) is then applied with [`apply_sampling`].
+//! ```text
+//!  headers ─▶ propagation::extract ─▶ start_server_span ─▶ Sampler::decide ─▶ apply_sampling
+//!               (caller's context,      (caller's flags)     (sampling_input)    (sampled, debug,
+//!                decision, tracestate)                                            `ot` member)
+//!                                                   header writes ◀── propagation::inject
+//! ```
+//!
+//! The decision reaches every injected format through the span's flags (`sampled`, `debug`)
+//! and the W3C `tracestate` through the extracted list, so each header is written once, by
+//! [`crate::propagation::inject`].
 
+use crate::config::PropagationConfig;
 use crate::ids::IdGenerator;
-use crate::propagation::w3c::{self, TraceparentError};
-use crate::sampling::{self, Decision, ParentSampling, Sampler};
+use crate::propagation::tracestate::TraceState;
+use crate::propagation::{self, Extracted, HeaderWrite, Headers};
+use crate::sampling::consistent::OT_KEY;
+use crate::sampling::{self, Decision, ParentSampling, Sampler, SamplingInput, SharedStore};
 use crate::span::ServerSpan;
-use crate::trace::{SpanContext, TraceFlags};
+use crate::trace::{Sampling, SpanContext, TraceFlags};
 
-/// What the request's `traceparent` gave us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Extraction {
-    /// No `traceparent` header: a new trace starts.
-    Missing,
-    /// A valid context: our span is its child.
-    Valid,
-    /// An invalid header, ignored: a new trace starts.
-    Malformed(TraceparentError),
-}
-
-/// A started request span and the header value that carries it upstream.
+/// Everything the filter decided about one request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Started {
+pub struct Handled {
     /// Our span, open until the stream ends.
     pub span: ServerSpan,
-    /// `traceparent` for the upstream request: our span as the parent.
-    pub traceparent: String,
-    /// How the incoming context was read.
-    pub extraction: Extraction,
+    /// What the request's trace headers said (for the metrics).
+    pub extracted: Extracted,
+    /// The sampling decision (for the metrics).
+    pub decision: Decision,
+    /// Whether `stop_propagation` matched: every trace header is removed.
+    pub stop: bool,
+    /// The changes to the upstream request headers.
+    pub writes: Vec<HeaderWrite>,
 }
 
-/// Starts the server span for a request whose `traceparent` header is `traceparent`.
-pub fn start_server_span(
-    traceparent: Option<&[u8]>,
+/// Handles a request's headers: extract, start the span, sample, inject. `store` holds the
+/// shared rate-limit buckets, `now_unix_nanos` is the host clock. Never fails: malformed
+/// headers start a new trace and are listed in [`Extracted::malformed`].
+pub fn handle<H: Headers + ?Sized>(
+    headers: &H,
+    config: &PropagationConfig,
+    sampler: &Sampler,
+    store: &dyn SharedStore,
     ids: &mut impl IdGenerator,
     now_unix_nanos: u64,
-) -> Started {
-    let parsed = traceparent.map(w3c::parse_traceparent);
-    let (parent, extraction) = match parsed {
-        None => (None, Extraction::Missing),
-        Some(Ok(parent)) => (Some(parent), Extraction::Valid),
-        Some(Err(reason)) => (None, Extraction::Malformed(reason)),
-    };
-    let context = match parent {
+) -> Handled {
+    let mut extracted = propagation::extract(headers, config);
+    let mut span = start_server_span(&extracted, ids, now_unix_nanos);
+    let decision = sampler.decide(
+        &sampling_input(&span, &extracted, headers),
+        now_unix_nanos,
+        store,
+    );
+    apply_sampling(&mut span, &mut extracted.tracestate, &decision, sampler);
+    let stop = config
+        .stop_propagation
+        .matches(headers.get(":authority").unwrap_or_default());
+    let writes = propagation::inject(&span.context, span.parent_span_id, &extracted, config, stop);
+    span.set_request(
+        headers.get(":method").unwrap_or_default(),
+        headers.get(":path").unwrap_or_default(),
+    );
+    Handled {
+        span,
+        extracted,
+        decision,
+        stop,
+        writes,
+    }
+}
+
+/// Starts the server span for a request whose context was `extracted`: the caller's trace
+/// and flags with a new span id, or a new trace. The caller's decision (and debug flag) stays
+/// on the span until [`apply_sampling`] replaces it with ours.
+pub fn start_server_span(
+    extracted: &Extracted,
+    ids: &mut impl IdGenerator,
+    now_unix_nanos: u64,
+) -> ServerSpan {
+    let debug = extracted.sampling.is_debug();
+    let context = match extracted.parent {
         Some(parent) => SpanContext {
             span_id: ids.new_span_id(),
+            debug,
             ..parent
         },
         // Our trace ids are fully random, so the Level 2 `random` flag is true of them.
         None => SpanContext {
             trace_id: ids.new_trace_id(),
             span_id: ids.new_span_id(),
-            flags: TraceFlags::from_wire(TraceFlags::SAMPLED | TraceFlags::RANDOM),
+            flags: TraceFlags::from_wire(TraceFlags::RANDOM)
+                .with_sampled(extracted.sampling.decision() == Some(true)),
+            debug,
         },
     };
-    let span = ServerSpan {
+    ServerSpan {
         context,
-        parent_span_id: parent.map(|p| p.span_id),
+        parent_span_id: extracted.parent.map(|p| p.span_id),
         start_unix_nanos: now_unix_nanos,
         end_unix_nanos: now_unix_nanos,
         method: String::new(),
         path: String::new(),
         status_code: None,
         extra_attributes: Vec::new(),
-    };
-    Started {
-        traceparent: w3c::format_traceparent(&context),
-        span,
-        extraction,
     }
 }
 
-/// The incoming parent's sampling flags, for [`Sampler::decide`]; `None` for a new trace.
-pub fn parent_sampling(started: &Started) -> Option<ParentSampling> {
-    (started.extraction == Extraction::Valid).then(|| ParentSampling {
-        sampled: started.span.context.flags.is_sampled(),
-        // The B3/Jaeger debug flag is carried by the multi-format propagation; W3C has none.
-        debug: false,
-    })
+/// What the sampler needs to know about `span`'s request: the caller's decision (from its
+/// context, or from a sampling-only B3 header), whether the trace id is the caller's, the
+/// tracestate that came with it, and the headers for rules and forced traces.
+pub fn sampling_input<'a, H: Headers + ?Sized>(
+    span: &ServerSpan,
+    extracted: &'a Extracted,
+    headers: &'a H,
+) -> SamplingInput<'a, H> {
+    let said_something = extracted.parent.is_some() || extracted.sampling != Sampling::Deferred;
+    SamplingInput {
+        trace_id: span.context.trace_id,
+        remote_trace_id: extracted.parent.is_some(),
+        parent: said_something.then_some(ParentSampling {
+            sampled: extracted.sampling.decision(),
+            debug: extracted.sampling.is_debug(),
+        }),
+        tracestate: &extracted.tracestate,
+        headers,
+    }
 }
 
-/// Applies a sampling decision: the `sampled` flag of our span and of the upstream
-/// `traceparent`, and on sampled spans the reason (and rule) attributes.
-pub fn apply_sampling(started: &mut Started, decision: &Decision, sampler: &Sampler) {
-    let context = &mut started.span.context;
+/// Applies a sampling decision: the span's `sampled` flag (which every injected format
+/// carries), its debug flag (kept only on a sampled span: debug means sampled in B3 and
+/// Jaeger), the `ot` member of the `tracestate` to inject (only when it changed, moved to the
+/// front as W3C asks of a modified member), and on sampled spans the reason (and rule)
+/// attributes.
+pub fn apply_sampling(
+    span: &mut ServerSpan,
+    tracestate: &mut TraceState,
+    decision: &Decision,
+    sampler: &Sampler,
+) {
+    let context = &mut span.context;
     context.flags = context.flags.with_sampled(decision.sampled);
-    started.traceparent = w3c::format_traceparent(context);
+    context.debug &= decision.sampled;
+    if decision.ot_changed {
+        let set = decision
+            .ot_member
+            .as_deref()
+            .map(|value| tracestate.set(OT_KEY, value));
+        // An `ot` value we could not write must not survive stale: remove it.
+        if !matches!(set, Some(Ok(()))) {
+            tracestate.remove(OT_KEY);
+        }
+    }
     if decision.sampled {
-        let attributes = &mut started.span.extra_attributes;
+        let attributes = &mut span.extra_attributes;
         attributes.push((
             sampling::REASON_ATTRIBUTE,
             decision.reason.as_str().to_owned(),
@@ -100,170 +166,10 @@ pub fn apply_sampling(started: &mut Started, decision: &Decision, sampler: &Samp
     }
 }
 
-/// The upstream `tracestate` after a decision: `None` to leave the header as it came,
-/// `Some(None)` to remove it, `Some(Some(value))` to write `value`. Only the `ot` member
-/// changes; for a new trace the incoming header (which has no valid `traceparent` to belong
-/// to) is not carried into a rewritten one.
-pub fn upstream_tracestate(
-    started: &Started,
-    decision: &Decision,
-    incoming: Option<&[u8]>,
-) -> Option<Option<String>> {
-    if !decision.ot_changed {
-        return None;
-    }
-    let incoming = incoming.filter(|_| started.extraction == Extraction::Valid);
-    Some(sampling::tracestate::with_ot_member(
-        incoming,
-        decision.ot_member.as_deref(),
-    ))
-}
-
 /// Reads a `:status` header value.
 pub fn parse_status(value: &[u8]) -> Option<u16> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::trace::{SpanId, TraceId};
-
-    /// Ids counting up from 1, so tests can name them.
-    struct SequentialIds(u8);
-
-    impl IdGenerator for SequentialIds {
-        fn new_trace_id(&mut self) -> TraceId {
-            self.0 += 1;
-            TraceId::from_bytes([self.0; 16]).unwrap()
-        }
-        fn new_span_id(&mut self) -> SpanId {
-            self.0 += 1;
-            SpanId::from_bytes([self.0; 8]).unwrap()
-        }
-    }
-
-    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-    #[test]
-    fn valid_parent_keeps_trace_and_flags_with_our_span_as_parent() {
-        let started = start_server_span(Some(PARENT.as_bytes()), &mut SequentialIds(0), 5);
-        assert_eq!(started.extraction, Extraction::Valid);
-        assert_eq!(
-            started.traceparent,
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0101010101010101-01"
-        );
-        assert_eq!(
-            started.span.parent_span_id.map(SpanId::to_hex).as_deref(),
-            Some("00f067aa0ba902b7")
-        );
-        assert_eq!(started.span.start_unix_nanos, 5);
-    }
-
-    #[test]
-    fn unsampled_parent_stays_unsampled() {
-        let parent = PARENT.replace("-01", "-00");
-        let started = start_server_span(Some(parent.as_bytes()), &mut SequentialIds(0), 0);
-        assert!(!started.span.context.flags.is_sampled());
-        assert!(started.traceparent.ends_with("-00"));
-    }
-
-    #[test]
-    fn missing_or_malformed_parent_starts_a_sampled_root() {
-        for (header, extraction) in [
-            (None, Extraction::Missing),
-            (
-                Some(&b"00-xyz"[..]),
-                Extraction::Malformed(TraceparentError::Length),
-            ),
-        ] {
-            let started = start_server_span(header, &mut SequentialIds(0), 0);
-            assert_eq!(started.extraction, extraction);
-            assert_eq!(started.span.parent_span_id, None);
-            assert_eq!(
-                started.traceparent,
-                "00-01010101010101010101010101010101-0202020202020202-03"
-            );
-        }
-    }
-
-    fn decide(started: &Started, sampling: &str, tracestate: Option<&[u8]>) -> (Sampler, Decision) {
-        let json = format!(r#"{{"sampling":{sampling}}}"#);
-        let config = crate::config::FilterConfig::parse(Some(json.as_bytes())).unwrap();
-        let sampler = config.sampling.build().unwrap();
-        let headers = crate::sampling::rules::tests::Request::new(&[(":path", "/api")]);
-        let input = crate::sampling::SamplingInput {
-            trace_id: started.span.context.trace_id,
-            parent: parent_sampling(started),
-            tracestate,
-            headers: &headers,
-        };
-        let store = crate::sampling::rate_limit::tests::MemoryStore::default();
-        let decision = sampler.decide(&input, 0, &store);
-        (sampler, decision)
-    }
-
-    #[test]
-    fn a_not_sampled_decision_clears_the_flag_upstream_and_adds_no_attribute() {
-        let mut started = start_server_span(None, &mut SequentialIds(0), 0);
-        assert_eq!(parent_sampling(&started), None);
-        let (sampler, decision) = decide(&started, r#"{"root": "always_off"}"#, None);
-        apply_sampling(&mut started, &decision, &sampler);
-        assert_eq!(
-            started.traceparent,
-            "00-01010101010101010101010101010101-0202020202020202-02"
-        );
-        assert!(started.span.extra_attributes.is_empty());
-        assert_eq!(upstream_tracestate(&started, &decision, None), None);
-    }
-
-    #[test]
-    fn a_rule_decision_is_recorded_on_the_span() {
-        let mut started = start_server_span(None, &mut SequentialIds(0), 0);
-        let rules = r#"{"root": "always_off", "rules": [{"name": "api", "match": {"path": {"exact": "/api"}}, "sample": "always_on"}]}"#;
-        let (sampler, decision) = decide(&started, rules, None);
-        apply_sampling(&mut started, &decision, &sampler);
-        assert!(started.traceparent.ends_with("-03"));
-        assert_eq!(
-            started.span.extra_attributes,
-            vec![
-                ("meshtrace.sampling.reason", "rule".to_owned()),
-                ("meshtrace.sampling.rule", "api".to_owned())
-            ]
-        );
-    }
-
-    #[test]
-    fn tracestate_keeps_other_members_only_for_a_valid_parent() {
-        let incoming = Some(&b"vendor=1,ot=th:f"[..]);
-        let parent = start_server_span(Some(PARENT.as_bytes()), &mut SequentialIds(0), 0);
-        assert_eq!(
-            parent_sampling(&parent),
-            Some(ParentSampling {
-                sampled: true,
-                debug: false
-            })
-        );
-        // A sampled parent whose `th:f` is inconsistent with its randomness (0xce929d0e0e4736).
-        let (_, decision) = decide(&parent, "{}", incoming);
-        assert_eq!(
-            upstream_tracestate(&parent, &decision, incoming),
-            Some(Some("vendor=1".to_owned()))
-        );
-        let root = start_server_span(None, &mut SequentialIds(0), 0);
-        let (_, decision) = decide(&root, "{}", incoming);
-        assert!(!decide(&parent, "{}", Some(b"ot=th:c")).1.ot_changed);
-        assert_eq!(
-            upstream_tracestate(&root, &decision, incoming),
-            Some(Some("ot=th:0".to_owned()))
-        );
-    }
-
-    #[test]
-    fn status_parsing_is_total() {
-        assert_eq!(parse_status(b"200"), Some(200));
-        assert_eq!(parse_status(b""), None);
-        assert_eq!(parse_status(b"99999"), None);
-        assert_eq!(parse_status(b"\xff"), None);
-    }
-}
+mod tests;

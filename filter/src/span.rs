@@ -213,6 +213,7 @@ mod tests {
                 trace_id: TraceId::from_bytes([7; 16]).unwrap(),
                 span_id: SpanId::from_bytes([8; 8]).unwrap(),
                 flags: TraceFlags::from_wire(1),
+                debug: false,
             },
             parent_span_id: parent.then(|| SpanId::from_bytes([9; 8]).unwrap()),
             start_unix_nanos: 1_000,

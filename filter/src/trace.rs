@@ -29,6 +29,25 @@ pub struct SpanContext {
     pub span_id: SpanId,
     /// Sampling and randomness flags.
     pub flags: TraceFlags,
+    /// A debug (forced) trace: B3 `d` / `X-B3-Flags: 1`, Jaeger flag `0x02`. W3C has no such
+    /// flag, so it only survives hops that speak B3 or Jaeger. Debug implies sampled.
+    pub debug: bool,
+}
+
+/// A sampling decision as the propagation formats carry it. The names are B3's, the format
+/// that has all four states (<https://github.com/openzipkin/b3-propagation#sampling-state>).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sampling {
+    /// No decision was passed on: the receiver decides (B3 without a sampling state, Jaeger
+    /// and X-Ray headers that leave it open).
+    #[default]
+    Deferred,
+    /// The caller decided not to sample.
+    Deny,
+    /// The caller sampled the trace.
+    Accept,
+    /// The caller forced the trace: sampled, and marked debug downstream.
+    Debug,
 }
 
 // === impl TraceId ===
@@ -47,6 +66,34 @@ impl TraceId {
     /// Lower-case hex, 32 characters.
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
+    }
+
+    /// Parses 1 to 32 hex digits of either case, left-padded with zeros to 128 bits (B3 and
+    /// Jaeger send 64-bit ids, Jaeger without leading zeros). `None` for anything else or zero.
+    pub fn from_hex(digits: &[u8]) -> Option<Self> {
+        hex_value(digits, 32).and_then(|v| Self::from_bytes(v.to_be_bytes()))
+    }
+
+    /// The high 64 bits, zero for a 64-bit id.
+    pub fn high(self) -> u64 {
+        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        u64::from_be_bytes([a, b, c, d, e, f, g, h])
+    }
+
+    /// The low 64 bits.
+    pub fn low(self) -> u64 {
+        let [.., a, b, c, d, e, f, g, h] = self.0;
+        u64::from_be_bytes([a, b, c, d, e, f, g, h])
+    }
+
+    /// Lower-case hex, 16 characters when the id fits in 64 bits, else 32: the width B3 and
+    /// Jaeger peers that only know 64-bit ids can read.
+    pub fn to_short_hex(self) -> String {
+        if self.high() == 0 {
+            format!("{:016x}", self.low())
+        } else {
+            self.to_hex()
+        }
     }
 }
 
@@ -78,6 +125,24 @@ impl SpanId {
     /// Lower-case hex, 16 characters.
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
+    }
+
+    /// Parses 1 to 16 hex digits of either case, left-padded with zeros. `None` for anything
+    /// else or zero.
+    pub fn from_hex(digits: &[u8]) -> Option<Self> {
+        hex_value(digits, 16)
+            .and_then(|v| u64::try_from(v).ok())
+            .and_then(Self::from_u64)
+    }
+
+    /// The id as a number (GCP sends span ids in decimal).
+    pub fn from_u64(value: u64) -> Option<Self> {
+        Self::from_bytes(value.to_be_bytes())
+    }
+
+    /// The id as a number.
+    pub fn to_u64(self) -> u64 {
+        u64::from_be_bytes(self.0)
     }
 }
 
@@ -133,6 +198,36 @@ impl TraceFlags {
     }
 }
 
+// === impl Sampling ===
+
+impl Sampling {
+    /// The decision, if one was made: debug counts as sampled.
+    pub fn decision(self) -> Option<bool> {
+        match self {
+            Sampling::Deferred => None,
+            Sampling::Deny => Some(false),
+            Sampling::Accept | Sampling::Debug => Some(true),
+        }
+    }
+
+    /// Whether the trace is forced.
+    pub fn is_debug(self) -> bool {
+        self == Sampling::Debug
+    }
+}
+
+/// The value of 1 to `max_digits` hex digits of either case; `None` if empty, too long or not
+/// hex. No indexing, no overflow: at most 32 digits fit in a `u128`.
+fn hex_value(digits: &[u8], max_digits: usize) -> Option<u128> {
+    if digits.is_empty() || digits.len() > max_digits.min(32) {
+        return None;
+    }
+    digits.iter().try_fold(0u128, |acc, &b| {
+        let digit = char::from(b).to_digit(16)?;
+        Some(acc << 4 | u128::from(digit))
+    })
+}
+
 impl fmt::Debug for TraceFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TraceFlags({:02x})", self.0)
@@ -156,6 +251,31 @@ mod tests {
         assert_eq!(id.as_deref(), Some("abababababababababababababababab"));
         let id = SpanId::from_bytes([0, 0, 0, 0, 0, 0, 0, 1]).map(SpanId::to_hex);
         assert_eq!(id.as_deref(), Some("0000000000000001"));
+    }
+
+    #[test]
+    fn padded_hex_ids() {
+        let id = TraceId::from_hex(b"1f").unwrap();
+        assert_eq!(id.to_hex(), format!("{}1f", "0".repeat(30)));
+        assert_eq!(id.to_short_hex(), "000000000000001f");
+        assert_eq!((id.high(), id.low()), (0, 0x1f));
+        let full = TraceId::from_hex(b"4BF92F3577B34DA6A3CE929D0E0E4736").unwrap();
+        assert_eq!(full.to_short_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for bad in [&b""[..], b"0", b"000", b"x1", b"+1", b" 1", &[b'1'; 33]] {
+            assert_eq!(TraceId::from_hex(bad), None, "{bad:?}");
+        }
+        assert_eq!(SpanId::from_hex(b"ff").map(SpanId::to_u64), Some(255));
+        assert_eq!(SpanId::from_hex(&[b'f'; 17]), None);
+        assert_eq!(SpanId::from_u64(0), None);
+    }
+
+    #[test]
+    fn sampling_decisions() {
+        assert_eq!(Sampling::Deferred.decision(), None);
+        assert_eq!(Sampling::Deny.decision(), Some(false));
+        assert_eq!(Sampling::Accept.decision(), Some(true));
+        assert_eq!(Sampling::Debug.decision(), Some(true));
+        assert!(Sampling::Debug.is_debug() && !Sampling::Accept.is_debug());
     }
 
     #[test]

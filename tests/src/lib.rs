@@ -6,6 +6,7 @@
 //! the command that provides it, it never skips.
 
 pub mod browser;
+pub mod conformance;
 pub mod envoy;
 pub mod stack;
 pub mod w3c;

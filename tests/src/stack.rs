@@ -55,6 +55,8 @@ pub struct Echo {
     pub status: u16,
     /// The upstream's JSON echo (`method`, `path`, `headers`), or `Null` if it was not JSON.
     pub body: Value,
+    /// The response headers the client got from Envoy.
+    pub response_headers: HeaderMap,
 }
 
 impl Stack {
@@ -102,8 +104,13 @@ impl Stack {
         let url = format!("http://{}{path}", self.envoy.listener);
         let response = self.client.get(url).headers(map).send().await?;
         let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
         let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
-        Ok(Echo { status, body })
+        Ok(Echo {
+            status,
+            body,
+            response_headers,
+        })
     }
 
     /// Polls the shim's `/api/traces/{trace_id}` until the span `span_id` is there, and returns
@@ -195,6 +202,49 @@ impl Echo {
         Traceparent::parse(value)
             .ok_or_else(|| anyhow!("malformed traceparent upstream: {value:?}"))
     }
+
+    /// (header, trace id, span id, sampling field) of each trace format the upstream
+    /// received, split by hand (never with the filter's code): `traceparent` flags (`01`),
+    /// `b3` state (`1`, `0`, `d`), `x-b3-*` (`d` for `X-B3-Flags: 1`, else `X-B3-Sampled`, `?`
+    /// for neither), `uber-trace-id` flags (`03`). Ids are padded to 32 hex digits.
+    pub fn spans_received(&self) -> Vec<(&'static str, String, String, String)> {
+        let mut out = Vec::new();
+        if let Some(tp) = self.header("traceparent") {
+            let f: Vec<&str> = tp.split('-').collect();
+            out.push((
+                "traceparent",
+                f[1].to_owned(),
+                f[2].to_owned(),
+                f[3].to_owned(),
+            ));
+        }
+        if let Some(b3) = self.header("b3") {
+            let f: Vec<&str> = b3.split('-').collect();
+            out.push(("b3", pad32(f[0]), f[1].to_owned(), f[2].to_owned()));
+        }
+        if let (Some(t), Some(s)) = (self.header("x-b3-traceid"), self.header("x-b3-spanid")) {
+            let state = match (self.header("x-b3-sampled"), self.header("x-b3-flags")) {
+                (_, Some("1")) => "d",
+                (Some(s), None) => s,
+                _ => "?",
+            };
+            out.push(("x-b3-*", pad32(t), s.to_owned(), state.to_owned()));
+        }
+        if let Some(uber) = self.header("uber-trace-id") {
+            let f: Vec<&str> = uber.split(':').collect();
+            out.push((
+                "uber-trace-id",
+                pad32(f[0]),
+                f[1].to_owned(),
+                f[3].to_owned(),
+            ));
+        }
+        out
+    }
+}
+
+fn pad32(id: &str) -> String {
+    format!("{id:0>32}")
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).

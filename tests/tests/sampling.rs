@@ -1,6 +1,9 @@
 //! Head sampling in real Envoy 1.40 (`--concurrency 2`, so two worker VMs): rules, forced
 //! traces with HMAC, health probes, consistent-probability thresholds, the global cap shared
-//! through proxy-wasm shared data, and configuration errors refused at load.
+//! through proxy-wasm shared data, and configuration errors refused at load. With propagation:
+//! B3/Jaeger debug flags and sampling-only B3 headers decided by the sampler and carried by
+//! every injected format, deferred parents decided by the root policy, an incoming threshold
+//! honoured through the propagation `tracestate`.
 
 use meshtrace_tests::envoy::validate_plugin_config;
 use meshtrace_tests::repo_root;
@@ -24,8 +27,12 @@ fn plugin_config(sampling: serde_json::Value) -> String {
 }
 
 async fn stack(sampling: serde_json::Value) -> Stack {
+    stack_with(plugin_config(sampling)).await
+}
+
+async fn stack_with(plugin_config: String) -> Stack {
     let options = StackOptions {
-        plugin_config: plugin_config(sampling),
+        plugin_config,
         ..StackOptions::default()
     };
     Stack::start(options).await.expect("stack starts")
@@ -46,6 +53,12 @@ async fn counter(stack: &Stack, name: &str) -> u64 {
         .stat(&format!("wasmcustom.{name}"))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", stack.envoy.log()))
+}
+
+async fn assert_counters(stack: &Stack, expected: &[(&str, u64)]) {
+    for &(name, want) in expected {
+        assert_eq!(counter(stack, name).await, want, "{name}");
+    }
 }
 
 /// HMAC-SHA256 of `message` under `SECRET`, hex: computed by Python's `hmac`, independently of
@@ -140,9 +153,7 @@ async fn rules_forced_traces_and_probes() {
         ("meshtrace_sampling_not_sampled_parent_not_sampled_total", 2),
         ("meshtrace_spans_sampled_total", 2),
     ];
-    for (name, want) in expected {
-        assert_eq!(counter(&stack, name).await, want, "{name}");
-    }
+    assert_counters(&stack, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,6 +193,139 @@ async fn consistent_probability_thresholds_in_tracestate() {
         echo.header("tracestate"),
         Some("ot=rv:e0000000000000,vendor=x")
     );
+}
+
+/// The sampling field of every format the upstream received, in the order
+/// `traceparent`, `b3`, `x-b3-*`, `uber-trace-id`; every format must name the same span.
+fn states(echo: &Echo) -> Vec<String> {
+    let spans = echo.spans_received();
+    assert_eq!(spans.len(), 4, "every injected format: {}", echo.body);
+    let (_, trace, span, _) = &spans[0];
+    for (format, t, s, _) in &spans {
+        assert_eq!((t, s), (trace, span), "{format}: {}", echo.body);
+    }
+    spans.into_iter().map(|(_, _, _, state)| state).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_and_sampling_only_b3_decided_by_the_sampler_in_every_format() {
+    // Ratio 0 everywhere: only the debug path can sample.
+    let stack = stack_with(
+        json!({
+            "service_name": "meshtrace-test",
+            "exporter": {"flush_interval_ms": 100, "timeout_ms": 1000},
+            "propagation": {
+                "extract": ["tracecontext", "b3", "b3multi", "jaeger", "xray"],
+                "inject": ["tracecontext", "b3", "b3multi", "jaeger"],
+            },
+            "sampling": {
+                "root": {"ratio": 0},
+                "remote_parent_sampled": {"ratio": 0},
+                "remote_parent_not_sampled": {"ratio": 0},
+            },
+        })
+        .to_string(),
+    )
+    .await;
+
+    // `X-B3-Flags: 1` and Jaeger flag 0x02: sampled for reason `debug`, debug kept in B3 and
+    // Jaeger (W3C has no debug flag: sampled), the caller's trace continued.
+    let jaeger = format!("{TRACE}:{PARENT}:0:2");
+    let debug_requests: [&[(&str, &[u8])]; 2] = [
+        &[
+            ("x-b3-traceid", TRACE.as_bytes()),
+            ("x-b3-spanid", PARENT.as_bytes()),
+            ("x-b3-flags", b"1"),
+        ],
+        &[("uber-trace-id", jaeger.as_bytes())],
+    ];
+    for headers in debug_requests {
+        let echo = stack.get("/debug", headers).await.unwrap();
+        assert_eq!(states(&echo), ["01", "d", "d", "03"], "{headers:?}");
+        assert_eq!(echo.header_count("x-b3-sampled"), 0, "debug implies accept");
+        let upstream = echo.traceparent().unwrap();
+        assert_eq!(upstream.trace_id, TRACE);
+        let stored = stack
+            .wait_for_span(TRACE, &upstream.parent_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.attribute("meshtrace.sampling.reason"),
+            Some(&json!({"stringValue": "debug"}))
+        );
+    }
+
+    // `b3: 0`: a new trace, not sampled in every format, still propagated.
+    let echo = stack.get("/deny", &[("b3", b"0")]).await.unwrap();
+    assert_eq!(states(&echo), ["02", "0", "0", "00"]);
+    assert_ne!(echo.traceparent().unwrap().trace_id, TRACE);
+
+    // Deferred parents (B3 without a sampling state, X-Ray without `Sampled`): the trace is
+    // kept and the root policy (ratio 0) decides.
+    let deferred = format!("{TRACE}-{PARENT}");
+    let xray = "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7";
+    for header in [
+        ("b3", deferred.as_bytes()),
+        ("x-amzn-trace-id", xray.as_bytes()),
+    ] {
+        let echo = stack.get("/deferred", &[header]).await.unwrap();
+        assert_eq!(states(&echo), ["00", "0", "0", "00"], "{header:?}");
+        assert_eq!(echo.traceparent().unwrap().trace_id, TRACE);
+    }
+
+    let expected = [
+        ("meshtrace_sampling_sampled_debug_total", 2),
+        ("meshtrace_sampling_not_sampled_parent_not_sampled_total", 1),
+        ("meshtrace_sampling_not_sampled_parent_deferred_total", 2),
+        ("meshtrace_spans_started_total", 5),
+        // Not-sampled requests export nothing: only the two debug spans were buffered.
+        ("meshtrace_spans_sampled_total", 2),
+        ("meshtrace_spans_not_sampled_total", 3),
+    ];
+    assert_counters(&stack, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_threshold_is_honoured_through_the_propagation_tracestate() {
+    let stack = stack(json!({"algorithm": "consistent_probability", "root": {"ratio": 0}})).await;
+    let parent = format!("00-{TRACE}-{PARENT}-01");
+    // Two tracestate lines, one invalid member: the propagation module combines them and drops
+    // the bad member; the sampler follows the sampled parent (root ratio 0 does not apply) and
+    // reads its `ot` member from that list.
+    for (ot, upstream_tracestate) in [
+        // Consistent (rv 0xe0… >= th 0xc0…): honoured, propagated where it was.
+        (
+            &b"ot=th:c;rv:e0000000000000"[..],
+            "vendor=x,ot=th:c;rv:e0000000000000",
+        ),
+        // Inconsistent with the sampled flag (rv below th): `th` erased, `rv` kept, and our
+        // changed member moved to the front.
+        (
+            &b"ot=th:f;rv:e0000000000000"[..],
+            "ot=rv:e0000000000000,vendor=x",
+        ),
+    ] {
+        let headers = [
+            ("traceparent", parent.as_bytes()),
+            ("tracestate", b"vendor=x,Bad=1"),
+            ("tracestate", ot),
+        ];
+        let echo = stack.get("/child", &headers).await.unwrap();
+        assert!(echo.traceparent().unwrap().sampled(), "{}", echo.body);
+        assert_eq!(echo.header("tracestate"), Some(upstream_tracestate));
+        assert_eq!(echo.header_count("tracestate"), 1);
+    }
+    assert_counters(
+        &stack,
+        &[
+            (
+                "meshtrace_context_malformed_tracestate_invalid_member_total",
+                2,
+            ),
+            ("meshtrace_sampling_sampled_parent_sampled_total", 2),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,10 @@ use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId};
 /// The header name (lower case, as HTTP/2 and Envoy's header maps use it).
 pub const TRACEPARENT: &str = "traceparent";
 
+/// The Trace Context Level 2 response header naming the callee's span
+/// (<https://w3c.github.io/trace-context/#traceresponse-header>); same value format.
+pub const TRACERESPONSE: &str = "traceresponse";
+
 /// Length of a version-00 `traceparent`, and the minimum length of any version.
 const TRACEPARENT_LEN: usize = 55;
 
@@ -36,7 +40,35 @@ pub enum TraceparentError {
     Flags,
 }
 
-/// Parses a `traceparent` header value into the remote parent's span context.
+// === impl TraceparentError ===
+
+impl TraceparentError {
+    /// Every reason, for defining one metric each.
+    pub const ALL: [TraceparentError; 7] = [
+        TraceparentError::Length,
+        TraceparentError::TooLong,
+        TraceparentError::Version,
+        TraceparentError::Delimiter,
+        TraceparentError::TraceId,
+        TraceparentError::ParentId,
+        TraceparentError::Flags,
+    ];
+
+    /// The reason as a metric-name fragment.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TraceparentError::Length => "length",
+            TraceparentError::TooLong => "too_long",
+            TraceparentError::Version => "version",
+            TraceparentError::Delimiter => "delimiter",
+            TraceparentError::TraceId => "trace_id",
+            TraceparentError::ParentId => "parent_id",
+            TraceparentError::Flags => "flags",
+        }
+    }
+}
+
+/// Parses a `traceparent` header value into the remote parent's span context (never `debug`).
 pub fn parse_traceparent(value: &[u8]) -> Result<SpanContext, TraceparentError> {
     if value.len() > MAX_TRACEPARENT_LEN {
         return Err(TraceparentError::TooLong);
@@ -69,10 +101,12 @@ pub fn parse_traceparent(value: &[u8]) -> Result<SpanContext, TraceparentError> 
         trace_id,
         span_id,
         flags: TraceFlags::from_wire(flags),
+        debug: false,
     })
 }
 
-/// Formats a version-00 `traceparent` naming `context.span_id` as the parent of the next hop.
+/// Formats a version-00 `traceparent` naming `context.span_id` as the parent of the next hop
+/// (also the `traceresponse` value, where the span id is the callee's).
 pub fn format_traceparent(context: &SpanContext) -> String {
     format!(
         "00-{}-{}-{:02x}",
@@ -135,7 +169,8 @@ mod tests {
         let cases: Vec<(String, TraceparentError)> = vec![
             (String::new(), Length),
             ("00".into(), Length),
-            (format!("00-{TRACE}-{SPAN}-"), Length),
+            (format!("00-{TRACE}-{SPAN}-"), Length), // empty flags
+            (format!("00-{TRACE}-{SPAN}-0"), Length), // one flags digit
             (format!("00-{TRACE}-{SPAN}-01-"), Length),
             (format!("00-{TRACE}-{SPAN}-010"), Length),
             (format!("ff-{TRACE}-{SPAN}-01"), Version),

@@ -11,6 +11,7 @@ use super::parent_based::{Algorithm, ParentBased, Policy};
 use super::rate_limit::BucketConfig;
 use super::rules::{Condition, Rule, Scope, StringMatcher};
 use crate::config::ConfigError;
+use crate::propagation::is_token;
 use serde::Deserialize;
 use std::fmt;
 
@@ -86,7 +87,8 @@ pub struct RuleConfig {
     /// Name in the span attribute `meshtrace.sampling.rule` (default: `rule_<index>`).
     #[serde(default)]
     pub name: Option<String>,
-    /// `root` (default): only new traces; `all`: also override a parent's decision.
+    /// `root` (default): only requests the caller left undecided (new traces, deferred
+    /// parents); `all`: also override a caller's decision.
     #[serde(default)]
     pub scope: ScopeConfig,
     /// Conditions; all must hold. An empty match matches every request.
@@ -103,7 +105,7 @@ pub struct RuleConfig {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeConfig {
-    /// Requests without a parent context.
+    /// Requests without a caller's decision.
     #[default]
     Root,
     /// All requests.
@@ -358,7 +360,7 @@ impl MatchConfig {
             conditions.push(Condition::Path(path.build(&format!("{at}.path"))?));
         }
         if let Some(methods) = &self.method {
-            if methods.is_empty() || methods.iter().any(|m| !is_token(m)) {
+            if methods.is_empty() || methods.iter().any(|m| !is_token(m.as_bytes())) {
                 return Err(ConfigError::new(
                     format!("{at}.method"),
                     "must be a non-empty list of method names",
@@ -390,7 +392,7 @@ impl StringMatchConfig {
 
 impl HeaderMatchConfig {
     fn build(&self, at: &str) -> Result<Condition, ConfigError> {
-        if !is_token(&self.name) {
+        if !is_token(self.name.as_bytes()) {
             return Err(ConfigError::new(
                 format!("{at}.name"),
                 "must be a header name",
@@ -450,13 +452,6 @@ fn string_matcher(
         .map_err(|e| ConfigError::new(field, format!("invalid pattern: {}", e.0)))
 }
 
-/// An HTTP token (RFC 9110): what method and header names are made of.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 // === impl RateLimitConfig ===
 
 impl RateLimitConfig {
@@ -488,7 +483,7 @@ impl RateLimitConfig {
 impl ForcedConfig {
     fn build(&self) -> Result<Forced, ConfigError> {
         let header = self.header.as_deref().unwrap_or(DEFAULT_FORCED_HEADER);
-        if !is_token(header) {
+        if !is_token(header.as_bytes()) {
             return Err(ConfigError::new(
                 "sampling.forced.header",
                 "must be a header name",

@@ -14,6 +14,8 @@
 use super::ratio::low_u64;
 use crate::trace::TraceId;
 
+/// The OpenTelemetry `tracestate` member key.
+pub const OT_KEY: &str = "ot";
 /// 2⁵⁶: the number of distinct randomness values.
 pub const MAX_ADJUSTED_COUNT: u64 = 1 << 56;
 /// Hex digits of precision the OpenTelemetry SDKs use by default for `th`.

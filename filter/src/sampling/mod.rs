@@ -6,6 +6,7 @@
 //!  built-in probe rules ─────────▶ drop ("health_probe")
 //!  sampling.rules, first match ──▶ rule's sampler [+ rule bucket] ("rule", "rule_rate_limited")
 //!  otherwise ParentBased ────────▶ root / remote_parent_sampled / remote_parent_not_sampled
+//!                                  (a parent that deferred its decision: root)
 //!  every other "sample" ─────────▶ global bucket ("global_rate_limited")
 //! ```
 //!
@@ -13,6 +14,16 @@
 //! the [`SharedStore`] trait, and no randomness is needed (decisions are functions of the
 //! trace id or its `rv`). The result names a [`Reason`], counted in metrics and recorded on
 //! sampled spans, and the `ot` tracestate member to send upstream.
+//!
+//! The caller's decision comes from whichever propagation format won extraction
+//! ([`crate::propagation::extract`]): W3C's sampled flag, B3's four states (`1`, `0`, `d` and
+//! none), Jaeger's sampled and debug bits, GCP's `o=` and X-Ray's `Sampled=`. A caller that
+//! passed on no decision (B3 without a sampling state, GCP without `o=`, X-Ray without
+//! `Sampled`) is *deferred*: the B3 spec says the receiver decides, so the `root` policy and the
+//! root-scoped rules decide as for a new trace, keeping the caller's trace id. (OpenTelemetry's
+//! propagators read a missing sampled state as "not sampled", which under `ParentBased` would
+//! never trace a request behind an AWS or Google load balancer; `docs/sampling.md` has the
+//! comparison.)
 
 pub mod config;
 pub mod consistent;
@@ -21,18 +32,18 @@ pub mod parent_based;
 pub mod rate_limit;
 pub mod ratio;
 pub mod rules;
-pub mod tracestate;
 
 pub use config::SamplingConfig;
 pub use rate_limit::{SharedStore, StoreError};
-pub use rules::Headers;
 
-use consistent::{OtValue, Randomness, Threshold};
+use consistent::{OT_KEY, OtValue, Randomness, Threshold};
 use forced::{Forced, ForcedCheck};
 use parent_based::{Algorithm, ParentBased, ParentCase, Subject, ThresholdUpdate, Verdict};
 use rate_limit::{Admission, BucketConfig};
 use rules::Rule;
 
+use crate::propagation::Headers;
+use crate::propagation::tracestate::TraceState;
 use crate::trace::TraceId;
 
 /// Span attribute naming why a sampled span was sampled.
@@ -54,23 +65,26 @@ pub struct Sampler {
 }
 
 /// What a decision looks at.
-#[derive(Clone, Copy)]
-pub struct SamplingInput<'a> {
+pub struct SamplingInput<'a, H: ?Sized> {
     /// The trace id of the span being started (the incoming one, or a new one).
     pub trace_id: TraceId,
-    /// The remote parent, when the request carried a valid context.
+    /// Whether `trace_id` came with the request (a valid parent context) rather than being
+    /// new: HMAC-forced traces are checked against it, and only then is `tracestate` read.
+    pub remote_trace_id: bool,
+    /// What the caller said about sampling: the flags of its context, or of a sampling-only B3
+    /// header (`b3: 0`, `b3: d`); `None` when the request carried neither.
     pub parent: Option<ParentSampling>,
-    /// The incoming `tracestate` header (only read when there is a parent).
-    pub tracestate: Option<&'a [u8]>,
+    /// The incoming `tracestate` that belongs to the parent.
+    pub tracestate: &'a TraceState,
     /// The request headers, pseudo-headers included.
-    pub headers: &'a dyn Headers,
+    pub headers: &'a H,
 }
 
-/// The parent's sampling flags.
+/// The caller's sampling flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParentSampling {
-    /// The `sampled` flag.
-    pub sampled: bool,
+    /// The `sampled` flag; `None` when the caller deferred the decision to us.
+    pub sampled: Option<bool>,
     /// A debug flag (B3 `d` / `x-b3-flags: 1`, Jaeger 0x02).
     pub debug: bool,
 }
@@ -94,6 +108,8 @@ pub enum Reason {
     ParentSampled,
     /// Unsampled parent: the `remote_parent_not_sampled` sampler decided.
     ParentNotSampled,
+    /// A parent that deferred the decision: the `root` sampler decided.
+    ParentDeferred,
     /// The global traces-per-second cap was reached.
     GlobalRateLimited,
     /// A rate limit could not be checked (shared data failing or contended): not sampled.
@@ -119,13 +135,23 @@ pub struct Decision {
     pub cas_conflicts: u32,
 }
 
-impl std::fmt::Debug for SamplingInput<'_> {
+impl<H: ?Sized> std::fmt::Debug for SamplingInput<'_, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SamplingInput")
             .field("trace_id", &self.trace_id)
+            .field("remote_trace_id", &self.remote_trace_id)
             .field("parent", &self.parent)
-            .field("tracestate", &self.tracestate.map(String::from_utf8_lossy))
+            .field("tracestate", &self.tracestate)
             .finish_non_exhaustive()
+    }
+}
+
+// === impl ParentSampling ===
+
+impl ParentSampling {
+    /// Whether the caller passed on a decision (sampled or not), rather than deferring it.
+    pub fn decided(self) -> bool {
+        self.sampled.is_some()
     }
 }
 
@@ -151,16 +177,16 @@ impl Default for Sampler {
 impl Sampler {
     /// Decides for one request. `now_nanos` is the host clock; `store` holds the shared
     /// rate-limit buckets. Never fails: a failing store means "not sampled", with its reason.
-    pub fn decide(
+    pub fn decide<H: Headers + ?Sized>(
         &self,
-        input: &SamplingInput<'_>,
+        input: &SamplingInput<'_, H>,
         now_nanos: u64,
         store: &dyn SharedStore,
     ) -> Decision {
         let incoming = input
-            .parent
-            .and(input.tracestate)
-            .and_then(tracestate::ot_member)
+            .tracestate
+            .get(OT_KEY)
+            .filter(|_| input.remote_trace_id)
             .map(OtValue::parse)
             .unwrap_or_default();
         let subject = Subject {
@@ -199,10 +225,14 @@ impl Sampler {
 
     /// The forced/debug reason, if the request is forced; and whether a forced-trace header
     /// was rejected.
-    fn check_forced(&self, input: &SamplingInput<'_>) -> (Option<Reason>, bool) {
+    fn check_forced<H: Headers + ?Sized>(
+        &self,
+        input: &SamplingInput<'_, H>,
+    ) -> (Option<Reason>, bool) {
         let check = self.forced.as_ref().map_or(ForcedCheck::NotRequested, |f| {
             let value = input.headers.get(&f.header);
-            f.check(value.as_deref(), input.parent.map(|_| input.trace_id))
+            let remote = input.remote_trace_id.then_some(input.trace_id);
+            f.check(value, remote)
         });
         let debug = self.honor_debug_flag && input.parent.is_some_and(|p| p.debug);
         let reason = match check {
@@ -252,29 +282,30 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    fn decide_unforced(
+    fn decide_unforced<H: Headers + ?Sized>(
         &mut self,
-        input: &SamplingInput<'_>,
+        input: &SamplingInput<'_, H>,
         subject: Subject,
     ) -> (Verdict, Reason, Option<usize>) {
         let sampler = self.sampler;
         let algorithm = sampler.algorithm;
-        let has_parent = input.parent.is_some();
-        if let Some(i) = rules::first_match(&sampler.default_rules, input.headers, has_parent) {
+        let decided = input.parent.is_some_and(ParentSampling::decided);
+        if let Some(i) = rules::first_match(&sampler.default_rules, input.headers, decided) {
             let policy = sampler.default_rules.get(i).map(|r| &r.policy);
             let verdict = policy.map_or(never(), |p| p.decide(algorithm, subject));
             return (verdict, Reason::HealthProbe, None);
         }
         let (verdict, reason, rule) =
-            match rules::first_match(&sampler.rules, input.headers, has_parent) {
+            match rules::first_match(&sampler.rules, input.headers, decided) {
                 Some(i) => {
                     let (verdict, reason) = self.decide_rule(i, subject);
                     (verdict, reason, Some(i))
                 }
                 None => {
-                    let parent = input.parent.map(|p| p.sampled);
+                    let parent = input.parent.and_then(|p| p.sampled);
                     let (verdict, case) = sampler.parent_based.decide(algorithm, parent, subject);
                     let reason = match case {
+                        ParentCase::Root if input.parent.is_some() => Reason::ParentDeferred,
                         ParentCase::Root => Reason::Root,
                         ParentCase::RemoteParentSampled => Reason::ParentSampled,
                         ParentCase::RemoteParentNotSampled => Reason::ParentNotSampled,
@@ -351,21 +382,21 @@ fn never() -> Verdict {
 
 /// The parent's threshold when a parent-based slot follows it: kept only if well-formed and
 /// consistent with the parent's sampled flag (`R >= T` iff sampled), else erased.
-fn consistent_parent_threshold(
+fn consistent_parent_threshold<H: ?Sized>(
     incoming: &OtValue,
-    input: &SamplingInput<'_>,
+    input: &SamplingInput<'_, H>,
     subject: Subject,
 ) -> Option<Threshold> {
-    let parent = input.parent?;
+    let sampled = input.parent?.sampled?;
     let threshold = incoming.threshold()??;
-    (threshold.samples(subject.randomness) == parent.sampled).then_some(threshold)
+    (threshold.samples(subject.randomness) == sampled).then_some(threshold)
 }
 
 // === impl Reason ===
 
 impl Reason {
     /// Every reason, in metric-definition order.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Forced,
         Reason::Debug,
         Reason::HealthProbe,
@@ -374,6 +405,7 @@ impl Reason {
         Reason::Root,
         Reason::ParentSampled,
         Reason::ParentNotSampled,
+        Reason::ParentDeferred,
         Reason::GlobalRateLimited,
         Reason::RateLimitUnavailable,
     ];
@@ -389,36 +421,11 @@ impl Reason {
             Reason::Root => "root",
             Reason::ParentSampled => "parent_sampled",
             Reason::ParentNotSampled => "parent_not_sampled",
+            Reason::ParentDeferred => "parent_deferred",
             Reason::GlobalRateLimited => "global_rate_limited",
             Reason::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
-}
-
-/// Metric counting decisions with this outcome and reason, e.g.
-/// `meshtrace_sampling_not_sampled_health_probe_total`. Envoy does no tag extraction on
-/// proxy-wasm metrics, so each (outcome, reason) pair is its own counter.
-pub fn reason_metric(sampled: bool, reason: Reason) -> String {
-    format!(
-        "meshtrace_sampling_{}_{}_total",
-        outcome(sampled),
-        reason.as_str()
-    )
-}
-
-/// Metric counting decisions of configured rule `index` with this outcome, e.g.
-/// `meshtrace_sampling_rule_0_sampled_total`.
-pub fn rule_metric(sampled: bool, index: usize) -> String {
-    format!("meshtrace_sampling_rule_{index}_{}_total", outcome(sampled))
-}
-
-/// Metric counting rejected forced-trace headers.
-pub const FORCED_REJECTED_METRIC: &str = "meshtrace_sampling_forced_rejected_total";
-/// Metric counting CAS conflicts retried on the shared rate-limit buckets.
-pub const CAS_CONFLICTS_METRIC: &str = "meshtrace_sampling_rate_limit_cas_conflicts_total";
-
-fn outcome(sampled: bool) -> &'static str {
-    if sampled { "sampled" } else { "not_sampled" }
 }
 
 #[cfg(test)]

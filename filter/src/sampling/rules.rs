@@ -9,17 +9,11 @@
 
 use super::parent_based::Policy;
 use super::rate_limit::BucketConfig;
+use crate::propagation::Headers;
 use regex_lite::Regex;
 
 /// Largest compiled size of one regular expression, in bytes (regex-lite's `size_limit`).
 pub const MAX_REGEX_SIZE: usize = 64 * 1024;
-
-/// The request as rules see it: header lookup by lower-case name, pseudo-headers included
-/// (`:path`, `:method`, `:authority`). Repeated headers may be joined by the host.
-pub trait Headers {
-    /// The value of header `name`, if present.
-    fn get(&self, name: &str) -> Option<Vec<u8>>;
-}
 
 /// One rule: conditions, and what to do when they all hold.
 #[derive(Clone, Debug)]
@@ -39,7 +33,8 @@ pub struct Rule {
 /// Which requests a rule considers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// Only requests without a valid parent context (new traces).
+    /// Only requests whose caller left the decision to us: new traces, and parents that
+    /// deferred it (B3 without a sampling state, GCP without `o=`, X-Ray without `Sampled`).
     Root,
     /// Every request; the rule overrides the parent's decision.
     All,
@@ -119,19 +114,20 @@ impl StringMatcher {
 // === impl Condition ===
 
 impl Condition {
-    /// Whether the request satisfies this condition.
-    pub fn holds(&self, headers: &dyn Headers) -> bool {
+    /// Whether the request satisfies this condition. A repeated header is matched by its
+    /// first value.
+    pub fn holds<H: Headers + ?Sized>(&self, headers: &H) -> bool {
         match self {
             Condition::Path(m) => headers
                 .get(":path")
-                .is_some_and(|p| m.matches(strip_query(&p))),
+                .is_some_and(|p| m.matches(strip_query(p))),
             Condition::Method(methods) => headers
                 .get(":method")
-                .is_some_and(|m| methods.iter().any(|x| x.as_bytes() == m.as_slice())),
-            Condition::Authority(m) => headers.get(":authority").is_some_and(|a| m.matches(&a)),
-            Condition::UserAgent(m) => headers.get("user-agent").is_some_and(|u| m.matches(&u)),
+                .is_some_and(|m| methods.iter().any(|x| x.as_bytes() == m)),
+            Condition::Authority(m) => headers.get(":authority").is_some_and(|a| m.matches(a)),
+            Condition::UserAgent(m) => headers.get("user-agent").is_some_and(|u| m.matches(u)),
             Condition::HeaderPresent(name) => headers.get(name).is_some(),
-            Condition::Header(name, m) => headers.get(name).is_some_and(|v| m.matches(&v)),
+            Condition::Header(name, m) => headers.get(name).is_some_and(|v| m.matches(v)),
         }
     }
 }
@@ -143,16 +139,23 @@ fn strip_query(path: &[u8]) -> &[u8] {
 // === impl Rule ===
 
 impl Rule {
-    /// Whether this rule applies to the request (`has_parent`: it carries a parent context).
-    pub fn matches(&self, headers: &dyn Headers, has_parent: bool) -> bool {
-        (self.scope == Scope::All || !has_parent)
+    /// Whether this rule applies to the request (`caller_decided`: the caller passed on a
+    /// sampling decision, see [`Scope::Root`]).
+    pub fn matches<H: Headers + ?Sized>(&self, headers: &H, caller_decided: bool) -> bool {
+        (self.scope == Scope::All || !caller_decided)
             && self.conditions.iter().all(|c| c.holds(headers))
     }
 }
 
 /// The index of the first rule that applies, if any.
-pub fn first_match(rules: &[Rule], headers: &dyn Headers, has_parent: bool) -> Option<usize> {
-    rules.iter().position(|r| r.matches(headers, has_parent))
+pub fn first_match<H: Headers + ?Sized>(
+    rules: &[Rule],
+    headers: &H,
+    caller_decided: bool,
+) -> Option<usize> {
+    rules
+        .iter()
+        .position(|r| r.matches(headers, caller_decided))
 }
 
 #[cfg(test)]

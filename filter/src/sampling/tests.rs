@@ -5,6 +5,7 @@ use super::rate_limit::tests::MemoryStore;
 use super::rules::tests::Request;
 use super::*;
 use crate::config::FilterConfig;
+use crate::propagation::tracestate::parse_tracestate;
 
 const SECOND: u64 = 1_000_000_000;
 const SECRET: &str = "0123456789abcdef0123";
@@ -33,6 +34,7 @@ fn request(path: &str, extra: &[(&str, &str)]) -> Request {
 
 struct Case<'a> {
     headers: &'a Request,
+    remote_trace_id: bool,
     parent: Option<ParentSampling>,
     tracestate: Option<&'a str>,
     low: u64,
@@ -42,22 +44,33 @@ impl<'a> Case<'a> {
     fn root(headers: &'a Request) -> Self {
         Self {
             headers,
+            remote_trace_id: false,
             parent: None,
             tracestate: None,
             low: u64::MAX,
         }
     }
 
-    fn parent(mut self, sampled: bool, debug: bool) -> Self {
+    /// A remote parent context with this decision.
+    fn parent(self, sampled: bool, debug: bool) -> Self {
+        self.caller(Some(sampled), debug, true)
+    }
+
+    /// What the caller said: `sampled` (`None`: deferred), `debug`, and whether its trace id
+    /// came along (`false`: a sampling-only header such as `b3: 0`).
+    fn caller(mut self, sampled: Option<bool>, debug: bool, remote_trace_id: bool) -> Self {
         self.parent = Some(ParentSampling { sampled, debug });
+        self.remote_trace_id = remote_trace_id;
         self
     }
 
     fn decide(&self, sampler: &Sampler, now: u64, store: &MemoryStore) -> Decision {
+        let (tracestate, _) = parse_tracestate(self.tracestate.map(str::as_bytes));
         let input = SamplingInput {
             trace_id: trace_id(self.low),
+            remote_trace_id: self.remote_trace_id,
             parent: self.parent,
-            tracestate: self.tracestate.map(str::as_bytes),
+            tracestate: &tracestate,
             headers: self.headers,
         };
         sampler.decide(&input, now, store)
@@ -162,6 +175,15 @@ fn hmac_forced_traces_need_the_incoming_trace_id() {
         (false, true),
         "no incoming trace id"
     );
+    // A sampling-only header (`b3: 0`) carries a decision but no trace id: ours is new.
+    let mut sampling_only = Case::root(&headers).caller(Some(false), false, false);
+    sampling_only.low = 7;
+    let d = sampling_only.decide(&s, 0, &store);
+    assert_eq!(
+        (d.sampled, d.forced_rejected),
+        (false, true),
+        "no incoming trace id behind a sampling-only header"
+    );
 }
 
 #[test]
@@ -178,6 +200,57 @@ fn debug_flags_force_sampling_unless_disabled() {
         .parent(false, true)
         .decide(&off, 0, &store);
     assert_eq!((d.sampled, d.reason), (false, Reason::ParentNotSampled));
+}
+
+#[test]
+fn a_deferred_parent_is_decided_like_a_new_trace() {
+    let s = sampler(
+        r#"{"root": {"ratio": 0.5}, "remote_parent_sampled": "always_off",
+            "remote_parent_not_sampled": "always_off",
+            "rules": [{"name": "api", "match": {"path": {"prefix": "/api/"}}, "sample": "always_on"}]}"#,
+    );
+    let store = MemoryStore::default();
+    let plain = request("/", &[]);
+    // The SDK's TraceIdRatioBased at 0.5 samples a low half of 0 and drops u64::MAX.
+    let mut deferred = Case::root(&plain).caller(None, false, true);
+    deferred.low = 0;
+    let d = deferred.decide(&s, 0, &store);
+    assert_eq!((d.sampled, d.reason), (true, Reason::ParentDeferred));
+    deferred.low = u64::MAX;
+    let d = deferred.decide(&s, 0, &store);
+    assert_eq!((d.sampled, d.reason), (false, Reason::ParentDeferred));
+    // Root-scoped rules apply to it, as to a new trace, but not to a decided parent.
+    let api = request("/api/x", &[]);
+    let d = Case::root(&api)
+        .caller(None, false, true)
+        .decide(&s, 0, &store);
+    assert_eq!((d.sampled, d.reason, d.rule), (true, Reason::Rule, Some(0)));
+    let d = Case::root(&api).parent(false, false).decide(&s, 0, &store);
+    assert_eq!((d.sampled, d.reason), (false, Reason::ParentNotSampled));
+}
+
+#[test]
+fn sampling_only_headers_decide_through_the_parent_slots() {
+    let s = sampler(r#"{"root": "always_off", "remote_parent_sampled": "always_on"}"#);
+    let store = MemoryStore::default();
+    let plain = request("/", &[]);
+    // `b3: 1`, `b3: 0`, `b3: d`: a decision without a parent span; the trace id is ours.
+    let d = Case::root(&plain)
+        .caller(Some(true), false, false)
+        .decide(&s, 0, &store);
+    assert_eq!((d.sampled, d.reason), (true, Reason::ParentSampled));
+    let d = Case::root(&plain)
+        .caller(Some(false), false, false)
+        .decide(&s, 0, &store);
+    assert_eq!((d.sampled, d.reason), (false, Reason::ParentNotSampled));
+    let d = Case::root(&plain)
+        .caller(Some(true), true, false)
+        .decide(&s, 0, &store);
+    assert_eq!((d.sampled, d.reason), (true, Reason::Debug));
+    // With no trace id of the caller's, a tracestate is not read.
+    let mut no_ids = Case::root(&plain).caller(Some(true), false, false);
+    no_ids.tracestate = Some("ot=th:c");
+    assert_eq!(no_ids.decide(&s, 0, &store).ot_member, None);
 }
 
 #[test]
@@ -326,36 +399,6 @@ fn trace_id_ratio_mode_erases_thresholds_of_ratio_decisions() {
     case.low = 0; // SDK: sampled
     let d = case.decide(&s, 0, &MemoryStore::default());
     assert_eq!((d.sampled, d.ot_member), (true, None));
-}
-
-#[test]
-fn metric_names_are_unique_and_prometheus_safe() {
-    let mut names: Vec<String> = Reason::ALL
-        .iter()
-        .flat_map(|r| [reason_metric(true, *r), reason_metric(false, *r)])
-        .chain((0..3).flat_map(|i| [rule_metric(true, i), rule_metric(false, i)]))
-        .chain([
-            FORCED_REJECTED_METRIC.to_owned(),
-            CAS_CONFLICTS_METRIC.to_owned(),
-        ])
-        .collect();
-    assert_eq!(names[0], "meshtrace_sampling_sampled_forced_total");
-    assert!(names.contains(&"meshtrace_sampling_rule_2_not_sampled_total".to_owned()));
-    for name in &names {
-        assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-            "{name}"
-        );
-        assert!(
-            name.starts_with("meshtrace_sampling_") && name.ends_with("_total"),
-            "{name}"
-        );
-    }
-    let count = names.len();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), count);
 }
 
 /// SplitMix64: deterministic, well-mixed test ids.

@@ -18,8 +18,8 @@ impl Request {
 }
 
 impl Headers for Request {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.get(name).cloned()
+    fn pairs(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 }
 
