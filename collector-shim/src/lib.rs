@@ -37,6 +37,8 @@ pub mod rpc;
 pub mod spool;
 pub mod state;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::future::IntoFuture;
 use std::io;

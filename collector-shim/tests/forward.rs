@@ -21,8 +21,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::net::TcpListener;
 
-use fixtures::sink::{Reply, Sink};
 use fixtures::*;
+use meshtrace_collector_shim::testing::{Reply, Sink};
 
 /// Generous bound for the shim to reach an expected state (a hang guard, not a measurement).
 const WAIT_LIMIT: Duration = Duration::from_secs(30);

@@ -6,6 +6,7 @@
 //! the command that provides it, it never skips.
 
 pub mod envoy;
+pub mod shim_e2e;
 pub mod stack;
 pub mod w3c;
 
