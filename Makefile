@@ -15,7 +15,7 @@ WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
 PYCLIENTS := $(VENV)/.pyclients-installed
 PYCLIENTS_REQ := collector-shim/tests/clients/requirements.txt
 
-.PHONY: help toolchain envoy pyclients wasm build run test lint fmt clean
+.PHONY: help toolchain envoy pyclients wasm build run test lint fmt clean bench-shim
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 
 test: lint wasm envoy pyclients ## Lint, unit tests, wasm build, integration tests in real Envoy
 	$(CARGO) test --workspace
+
+bench-shim: ## Measure the collector shim (throughput vs direct, RSS under overload); see docs/shim.md
+	@scripts/shim-bench.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

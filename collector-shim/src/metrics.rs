@@ -470,6 +470,43 @@ impl Metrics {
     }
 }
 
+/// Lets one warning through per minute (process-wide, lock-free), for log lines that could
+/// otherwise repeat once per request.
+#[derive(Debug)]
+pub struct WarnLimiter {
+    last_secs: std::sync::atomic::AtomicU64,
+}
+
+impl WarnLimiter {
+    /// A limiter that has not warned yet.
+    pub const fn new() -> Self {
+        Self {
+            last_secs: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// True at most once per 60 s.
+    pub fn ready(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_secs.load(Ordering::Relaxed);
+        (last == 0 || now >= last + 60)
+            && self
+                .last_secs
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+impl Default for WarnLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn exporter_label(exporter: &str) -> ExporterLabel {
     ExporterLabel {
         exporter: exporter.to_owned(),

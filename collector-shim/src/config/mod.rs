@@ -142,6 +142,7 @@ pub enum FullPolicy {
     #[default]
     Refuse,
     /// Drop the oldest queued spans to make room (counted as `dropped{reason="queue_full"}`).
+    #[value(alias = "drop_oldest")]
     DropOldest,
 }
 

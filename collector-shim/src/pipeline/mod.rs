@@ -475,18 +475,8 @@ async fn dispatch(
 
 /// One warning per minute at most for drop-oldest evictions.
 fn warn_rate_limited(spans: u64) {
-    use std::sync::atomic::AtomicU64;
-    static LAST_WARN_SECS: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let last = LAST_WARN_SECS.load(Ordering::Relaxed);
-    if now >= last + 60
-        && LAST_WARN_SECS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    static LIMIT: crate::metrics::WarnLimiter = crate::metrics::WarnLimiter::new();
+    if LIMIT.ready() {
         warn!(
             spans,
             "queue full: dropped the oldest queued spans (queue.full_policy = drop_oldest; \

@@ -122,5 +122,14 @@ impl IngestError {
             .metrics()
             .record_refused(self.reason(), self.refused_spans());
         tracing::debug!(error = %self, reason = self.reason(), "refused OTLP request");
+        // Back-pressure is the operator's business too: say so, at most once a minute.
+        static THROTTLED: crate::metrics::WarnLimiter = crate::metrics::WarnLimiter::new();
+        if self.kind() == ErrorKind::Throttled && THROTTLED.ready() {
+            tracing::warn!(
+                error = %self,
+                "refusing OTLP requests with a retryable status (logged at most once a minute; \
+                 see meshtrace_shim_refused_spans_total and /readyz)"
+            );
+        }
     }
 }
