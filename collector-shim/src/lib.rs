@@ -329,11 +329,12 @@ fn serve_grpc(
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<io::Result<()>> {
     let max_streams = u32::try_from(state.max_concurrent_requests()).unwrap_or(u32::MAX);
+    let counted = state.clone();
     let server = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(max_streams))
-        .layer(tower::util::MapResponseLayer::new(
-            receiver::grpc::resource_exhausted_for_oversize,
-        ))
+        .layer(tower::util::MapResponseLayer::new(move |response| {
+            receiver::grpc::otlp_status_codes(response, counted.metrics())
+        }))
         .add_service(receiver::grpc::trace_service(state))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),

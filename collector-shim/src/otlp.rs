@@ -221,6 +221,73 @@ pub fn encode_success(format: Format) -> Vec<u8> {
     }
 }
 
+/// Heap and inline bytes a decoded request holds (capacities, not lengths), walked through
+/// every field: what queueing it costs in memory, typically 2-3x its encoded size. Used to
+/// charge the memory budget in real bytes rather than wire bytes.
+pub fn memory_size(request: &ExportTraceServiceRequest) -> usize {
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, any_value,
+    };
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+    use std::mem::size_of;
+
+    fn vec<T>(items: &Vec<T>, each: impl Fn(&T) -> usize) -> usize {
+        items.capacity() * size_of::<T>() + items.iter().map(each).sum::<usize>()
+    }
+    fn any(value: &AnyValue) -> usize {
+        match &value.value {
+            Some(any_value::Value::StringValue(s)) => s.capacity(),
+            Some(any_value::Value::BytesValue(b)) => b.capacity(),
+            Some(any_value::Value::ArrayValue(a)) => vec(&a.values, any),
+            Some(any_value::Value::KvlistValue(l)) => vec(&l.values, kv),
+            _ => 0,
+        }
+    }
+    fn kv(kv: &KeyValue) -> usize {
+        kv.key.capacity()
+            + kv.value
+                .as_ref()
+                .map_or(0, |v| size_of::<AnyValue>() + any(v))
+    }
+    fn scope(scope: &InstrumentationScope) -> usize {
+        scope.name.capacity() + scope.version.capacity() + vec(&scope.attributes, kv)
+    }
+    fn link(link: &span::Link) -> usize {
+        link.trace_id.capacity()
+            + link.span_id.capacity()
+            + link.trace_state.capacity()
+            + vec(&link.attributes, kv)
+    }
+    fn event(event: &span::Event) -> usize {
+        event.name.capacity() + vec(&event.attributes, kv)
+    }
+    fn one_span(span: &Span) -> usize {
+        span.trace_id.capacity()
+            + span.span_id.capacity()
+            + span.parent_span_id.capacity()
+            + span.trace_state.capacity()
+            + span.name.capacity()
+            + vec(&span.attributes, kv)
+            + vec(&span.events, event)
+            + vec(&span.links, link)
+            + span.status.as_ref().map_or(0, |s| s.message.capacity())
+    }
+    fn scope_spans(ss: &ScopeSpans) -> usize {
+        ss.scope
+            .as_ref()
+            .map_or(0, |s| size_of::<InstrumentationScope>() + scope(s))
+            + vec(&ss.spans, one_span)
+            + ss.schema_url.capacity()
+    }
+    fn resource_spans(rs: &ResourceSpans) -> usize {
+        rs.resource.as_ref().map_or(0, |r| {
+            size_of::<opentelemetry_proto::tonic::resource::v1::Resource>() + vec(&r.attributes, kv)
+        }) + vec(&rs.scope_spans, scope_spans)
+            + rs.schema_url.capacity()
+    }
+    size_of::<ExportTraceServiceRequest>() + vec(&request.resource_spans, resource_spans)
+}
+
 /// Number of spans in a request.
 pub fn count_spans(request: &ExportTraceServiceRequest) -> u64 {
     request
@@ -420,6 +487,28 @@ mod tests {
         );
         assert_eq!(count_spans(&decode_request(b"", Format::Json).unwrap()), 0);
         assert!(decode_request(b"\xff\xff", Format::Protobuf).is_err());
+    }
+
+    #[test]
+    fn memory_size_counts_decoded_structures() {
+        let empty = ExportTraceServiceRequest::default();
+        assert_eq!(
+            memory_size(&empty),
+            std::mem::size_of::<ExportTraceServiceRequest>()
+        );
+        let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+            "scopeSpans":[{"scope":{"name":"s"},"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736",
+            "spanId":"00f067aa0ba902b7","name":"GET /users","attributes":[{"key":"a","value":{"arrayValue":{"values":[{"stringValue":"x"}]}}}]}]}]}]}"#;
+        let request = decode_json(json.as_bytes()).unwrap();
+        let size = memory_size(&request);
+        let span = std::mem::size_of::<opentelemetry_proto::tonic::trace::v1::Span>();
+        // At least the span struct, its ids and strings; more than the wire size.
+        assert!(size > span + 16 + 8 + "GET /users".len(), "{size}");
+        assert!(
+            size > request.encoded_len(),
+            "{size} vs {}",
+            request.encoded_len()
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use prost::Message;
 use tokio::net::TcpListener;
 
 use fixtures::*;
-use meshtrace_collector_shim::testing::{Reply, Sink};
+use meshtrace_collector_shim::testing::{Reply, Sink, post_protobuf};
 
 /// Generous bound for the shim to reach an expected state (a hang guard, not a measurement).
 const WAIT_LIMIT: Duration = Duration::from_secs(30);
@@ -70,14 +70,7 @@ fn client() -> reqwest::Client {
 }
 
 async fn post_otlp_status(shim: &Shim, request: &ExportTraceServiceRequest) -> StatusCode {
-    client()
-        .post(format!("http://{}/v1/traces", shim.otlp_http_addr()))
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
+    StatusCode::from_u16(post_protobuf(shim.otlp_http_addr(), request).await).unwrap()
 }
 
 async fn post_otlp(shim: &Shim, request: &ExportTraceServiceRequest) {
@@ -560,4 +553,102 @@ async fn concurrent_senders_lose_nothing() {
     assert_accounting(&text, "otlp");
     assert_eq!(flatten(&sink.requests()).len(), 400);
     Arc::into_inner(shim).unwrap().shutdown().await;
+}
+
+/// A raw gRPC call (HTTP/2, one length-prefixed message), for bodies tonic's client would not
+/// send: returns the `grpc-status`.
+async fn raw_grpc(shim: &Shim, compressed: bool, message: &[u8]) -> String {
+    let mut frame = vec![u8::from(compressed)];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    let mut request = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            shim.otlp_grpc_addr()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if compressed {
+        request = request.header("grpc-encoding", "gzip");
+    }
+    let response = request.body(frame).send().await.unwrap();
+    // Refusals before the handler are trailers-only answers: the status is in the headers.
+    response.headers()["grpc-status"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn grpc_receiver_status_codes_follow_the_otlp_spec() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let sink = Sink::new(vec![], Reply::Status(503));
+    let addr = sink.serve_http().await;
+    let mut config = config(vec![exporter("otlp", Protocol::HttpProtobuf, addr)]);
+    config.max_request_body_bytes = 64 * 1024;
+    config.queue = QueueConfig {
+        max_spans: 2,
+        ..QueueConfig::default()
+    };
+    config.exporters[0].retry.max_attempts = u32::MAX;
+    config.exporters[0].retry.max_elapsed_ms = 3_600_000;
+    config.shutdown_timeout_ms = 100;
+    let shim = Shim::start(config).await.unwrap();
+
+    // Undecodable: INVALID_ARGUMENT (3).
+    assert_eq!(raw_grpc(&shim, false, b"\xff\xff\xff\xff").await, "3");
+    // Over the limit uncompressed, and a gzip bomb over it once inflated: RESOURCE_EXHAUSTED (8).
+    assert_eq!(raw_grpc(&shim, false, &vec![0u8; 100 * 1024]).await, "8");
+    let mut bomb = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(&vec![0u8; 4 << 20]).unwrap();
+    let bomb = bomb.finish().unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    assert_eq!(raw_grpc(&shim, true, &bomb).await, "8");
+    // Accepted, then the queue is full: UNAVAILABLE with RetryInfo.
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use tonic_types::StatusExt;
+    let mut client = TraceServiceClient::connect(format!("http://{}", shim.otlp_grpc_addr()))
+        .await
+        .unwrap();
+    client
+        .export(request("checkout", &trace_id(), 2))
+        .await
+        .unwrap();
+    let status = client
+        .export(request("checkout", &trace_id(), 2))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+    let metrics = shim.metrics();
+    shim.shutdown().await;
+    let text = metrics.encode().unwrap();
+    assert_eq!(
+        metric_value(
+            &text,
+            "meshtrace_shim_refused_requests_total{reason=\"malformed\"}"
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "meshtrace_shim_refused_requests_total{reason=\"too_large\"}"
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "meshtrace_shim_refused_spans_total{reason=\"queue_full\"}"
+        ),
+        Some(2)
+    );
+    assert_accounting(&text, "otlp");
 }

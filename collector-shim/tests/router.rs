@@ -573,3 +573,39 @@ async fn full_queue_is_429_retry_after_not_ready_and_nothing_is_kept() {
     let response = send(&apps.otlp, post(Some(PROTOBUF), huge)).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn shutting_down_is_503_retry_after_and_not_ready() {
+    let metrics = Arc::new(Metrics::new(&["test".to_owned()]));
+    let pipeline = Arc::new(Pipeline::new(
+        &QueueConfig::default(),
+        None,
+        Arc::clone(&metrics),
+        vec!["test".to_owned()],
+    ));
+    let apps = apps_for(AppState::new(
+        &ShimConfig::default(),
+        metrics,
+        Arc::clone(&pipeline),
+    ));
+    pipeline.close();
+    let body = encoded(&request("checkout", &trace_id(), 1));
+    let response = send(&apps.otlp, post(Some(PROTOBUF), body)).await;
+    assert_eq!(response.headers()[RETRY_AFTER], "1");
+    assert_rpc_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        rpc::code::UNAVAILABLE,
+    )
+    .await;
+    let response = send(&apps.admin, get("/readyz")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = metrics_text(&apps).await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "meshtrace_shim_refused_spans_total{reason=\"shutting_down\"}"
+        ),
+        Some(1)
+    );
+}

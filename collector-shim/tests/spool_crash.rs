@@ -11,8 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use meshtrace_collector_shim::testing::{Reply, Sink};
-use prost::Message;
+use meshtrace_collector_shim::testing::{Reply, Sink, post_protobuf};
 
 use fixtures::*;
 
@@ -30,6 +29,12 @@ struct Ports {
     http: u16,
     grpc: u16,
     admin: u16,
+}
+
+impl Ports {
+    fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.http))
+    }
 }
 
 fn write_config(path: &Path, ports: &Ports, sink: SocketAddr, spool: &Path) {
@@ -125,15 +130,7 @@ async fn acknowledged_spans_survive_kill_9_and_sigterm() {
         .map(|(i, spans)| request("checkout", &[i as u8 + 1; 16], *spans))
         .collect();
     for request in &sent {
-        let status = client()
-            .post(format!("http://127.0.0.1:{}/v1/traces", ports.http))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
+        assert_eq!(post_protobuf(ports.http_addr(), request).await, 200);
     }
     wait_until("export attempts to begin", || async {
         down.received().len() >= 2
@@ -181,15 +178,7 @@ async fn acknowledged_spans_survive_kill_9_and_sigterm() {
     .await;
     let attempts_before = down.received().len();
     let late = request("late", &[9; 16], 5);
-    let status = client()
-        .post(format!("http://127.0.0.1:{}/v1/traces", ports.http))
-        .header("content-type", "application/x-protobuf")
-        .body(late.encode_to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(post_protobuf(ports.http_addr(), &late).await, 200);
     wait_until("export attempts to begin", || async {
         down.received().len() > attempts_before
     })

@@ -41,14 +41,16 @@ pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Default number of OTLP requests decoded at once; more wait (HTTP) or queue in HTTP/2 flow
 /// control (gRPC). Bounds the memory of requests not yet charged to the queue.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
-/// Default spans kept by the in-memory trace store behind `/api/traces/{id}`.
-pub const DEFAULT_STORE_MAX_SPANS: usize = 100_000;
-/// Default bytes kept by the in-memory trace store.
-pub const DEFAULT_STORE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Default spans kept by the in-memory trace store behind `/api/traces/{id}` (a debugging aid;
+/// its memory is on top of the queue budget, about 3x `store.max_bytes` once decoded).
+pub const DEFAULT_STORE_MAX_SPANS: usize = 20_000;
+/// Default encoded bytes kept by the in-memory trace store.
+pub const DEFAULT_STORE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Default queue bound in spans (accepted, not yet delivered by every exporter).
 pub const DEFAULT_QUEUE_MAX_SPANS: u64 = 200_000;
-/// Default memory budget in bytes over queued and in-flight data (encoded size).
-pub const DEFAULT_QUEUE_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// Default memory budget in bytes over queued and in-flight data, measured on the decoded
+/// structures ([`crate::otlp::memory_size`]).
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 128 * 1024 * 1024;
 /// Default spans per exported batch (the SDK's `maxExportBatchSize`).
 pub const DEFAULT_BATCH_MAX_SPANS: u64 = 512;
 /// Default bytes per exported batch (well under the 4 MiB gRPC default receive limit).

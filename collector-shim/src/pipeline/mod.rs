@@ -13,8 +13,8 @@
 //!                                                      is done with it
 //! ```
 //!
-//! The budget is charged the request's encoded size at admission and released only when every
-//! exporter has finished with all of its spans, so queued, batched, in-flight and
+//! The budget is charged the request's decoded size in memory ([`crate::otlp::memory_size`]) at
+//! admission and released only when every exporter has finished with all of its spans, so queued, batched, in-flight and
 //! waiting-to-retry data all count against one bound. A slow exporter fills the budget and the
 //! receivers then refuse with a retryable status: back-pressure reaches the senders instead of
 //! memory growing.
@@ -59,6 +59,16 @@ pub enum Refusal {
         spans: u64,
         /// `queue.max_spans`.
         max: u64,
+    },
+    /// The request alone needs more memory than the whole budget (not retryable).
+    #[error("request needs {bytes} bytes of memory, more than the queue budget ({max})")]
+    TooLargeForBudget {
+        /// Spans in the request.
+        spans: u64,
+        /// Its decoded size.
+        bytes: usize,
+        /// `queue.max_bytes`.
+        max: usize,
     },
     /// The spool is full or failing (retryable).
     #[error("spool unavailable, retry later: {detail}")]
@@ -267,7 +277,15 @@ impl Pipeline {
                 max: self.budget.max_spans,
             });
         }
-        let bytes = request.encoded_len();
+        let bytes = crate::otlp::memory_size(&request);
+        let encoded = request.encoded_len();
+        if bytes > self.budget.max_bytes {
+            return Err(Refusal::TooLargeForBudget {
+                spans,
+                bytes,
+                max: self.budget.max_bytes,
+            });
+        }
         self.charge(spans, bytes)?;
         let charge = Some((Arc::clone(&self.budget), spans, bytes));
         let spool = match &self.spool {
@@ -289,7 +307,7 @@ impl Pipeline {
             unsettled: AtomicBool::new(false),
             dispatched: AtomicBool::new(false),
         };
-        self.enqueue(request, spans, bytes, ticket)?;
+        self.enqueue(request, spans, encoded, ticket)?;
         self.metrics.record_accepted(spans);
         Ok(spans)
     }
@@ -303,12 +321,13 @@ impl Pipeline {
         redelivered: bool,
     ) -> bool {
         let spans = count_spans(&request);
-        let bytes = request.encoded_len();
+        let bytes = crate::otlp::memory_size(&request);
+        let encoded = request.encoded_len();
         loop {
             if lock(&self.queue).closed {
                 return false;
             }
-            if spans > self.budget.max_spans || self.budget.try_charge(spans, bytes) {
+            if self.exceeds_budget(spans, bytes) || self.budget.try_charge(spans, bytes) {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -321,12 +340,16 @@ impl Pipeline {
             unsettled: AtomicBool::new(false),
             dispatched: AtomicBool::new(redelivered),
         };
-        if self.enqueue(request, spans, bytes, ticket).is_err() {
+        if self.enqueue(request, spans, encoded, ticket).is_err() {
             return false;
         }
         self.metrics
             .record_replayed(spans, if redelivered { spans } else { 0 });
         true
+    }
+
+    fn exceeds_budget(&self, spans: u64, bytes: usize) -> bool {
+        spans > self.budget.max_spans || bytes > self.budget.max_bytes
     }
 
     fn charge(&self, spans: u64, bytes: usize) -> Result<(), Refusal> {
@@ -358,6 +381,7 @@ impl Pipeline {
         true
     }
 
+    /// Queues an admitted request; `bytes` is its encoded size (what batches are cut by).
     fn enqueue(
         &self,
         request: ExportTraceServiceRequest,

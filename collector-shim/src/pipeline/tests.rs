@@ -73,7 +73,7 @@ fn admission_charges_the_budget_and_refuses_when_full() {
 
 #[test]
 fn byte_budget_is_enforced_too() {
-    let one = request(1).encoded_len();
+    let one = crate::otlp::memory_size(&request(1));
     let (pipeline, _) = pipeline(1000, one * 2, FullPolicy::Refuse);
     pipeline.admit(request(1)).unwrap();
     pipeline.admit(request(1)).unwrap();

@@ -3,8 +3,9 @@
 //!
 //! tonic enforces the size limit while decompressing (its decoder writes into a buffer limited
 //! to `max_decoding_message_size` and fails with `RESOURCE_EXHAUSTED`); an uncompressed message
-//! over the limit gets tonic's `OUT_OF_RANGE`, which [`resource_exhausted_for_oversize`] turns
-//! into the `RESOURCE_EXHAUSTED` the OTLP spec asks for.
+//! over the limit gets tonic's `OUT_OF_RANGE` and an undecodable one `INTERNAL`, which
+//! [`otlp_status_codes`] turns into the `RESOURCE_EXHAUSTED` and
+//! `INVALID_ARGUMENT` the OTLP spec asks for.
 
 use axum::http::HeaderValue;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -18,6 +19,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{ErrorKind, IngestError, RETRY_DELAY};
+use crate::metrics::refused;
 use crate::state::AppState;
 
 /// The TraceService implementation.
@@ -66,22 +68,38 @@ pub fn status_for(error: &IngestError) -> Status {
     }
 }
 
-/// Rewrites tonic's trailers-only `OUT_OF_RANGE` "decoded message length too large" answer
-/// to `RESOURCE_EXHAUSTED` (OTLP: oversized requests are `RESOURCE_EXHAUSTED`, not retryable).
-pub fn resource_exhausted_for_oversize<B>(
+/// Rewrites the two codes tonic itself answers before our handler runs to the ones the OTLP
+/// spec prescribes (both permanent either way): an uncompressed message over the limit
+/// (tonic: `OUT_OF_RANGE`) becomes `RESOURCE_EXHAUSTED`, and an undecodable message (tonic:
+/// `INTERNAL`, per gRPC's own guide) becomes `INVALID_ARGUMENT`. Both are trailers-only
+/// answers, so the status is in the response headers.
+/// These refusals happen before the handler, so they are counted here.
+pub fn otlp_status_codes<B>(
     mut response: axum::http::Response<B>,
+    metrics: &crate::metrics::Metrics,
 ) -> axum::http::Response<B> {
     let headers = response.headers_mut();
-    let oversize = headers.get("grpc-status").is_some_and(|v| v == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|m| {
-                m.contains("message%20length%20too%20large")
-                    || m.contains("message length too large")
-            });
-    if oversize {
-        headers.insert("grpc-status", HeaderValue::from_static("8"));
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(|m| m.replace("%20", " "))
+        .unwrap_or_default();
+    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok());
+    let decoded_too_large = message.contains("size limit") && message.contains("decompressing");
+    let replacement = match code {
+        Some("11") if message.contains("message length too large") => {
+            Some(("8", refused::TOO_LARGE))
+        }
+        Some("8") if decoded_too_large => Some(("8", refused::TOO_LARGE)),
+        Some("13") if message.contains("failed to decode Protobuf message") => {
+            Some(("3", refused::MALFORMED))
+        }
+        Some("13") if message.contains("Error decompressing") => Some(("3", refused::MALFORMED)),
+        _ => None,
+    };
+    if let Some((replacement, reason)) = replacement {
+        headers.insert("grpc-status", HeaderValue::from_static(replacement));
+        metrics.record_refused(reason, 0);
     }
     response
 }

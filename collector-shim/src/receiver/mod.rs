@@ -69,7 +69,9 @@ impl IngestError {
                 ErrorKind::UnsupportedMedia
             }
             Self::Decode(DecodeError::TooLarge { .. })
-            | Self::Refused(Refusal::TooLarge { .. }) => ErrorKind::TooLarge,
+            | Self::Refused(Refusal::TooLarge { .. } | Refusal::TooLargeForBudget { .. }) => {
+                ErrorKind::TooLarge
+            }
             Self::BodyRead | Self::Decode(_) => ErrorKind::BadData,
             Self::Refused(Refusal::QueueFull { .. } | Refusal::SpoolUnavailable { .. }) => {
                 ErrorKind::Throttled
@@ -85,7 +87,9 @@ impl IngestError {
                 refused::UNSUPPORTED_MEDIA_TYPE
             }
             Self::Decode(DecodeError::TooLarge { .. })
-            | Self::Refused(Refusal::TooLarge { .. }) => refused::TOO_LARGE,
+            | Self::Refused(Refusal::TooLarge { .. } | Refusal::TooLargeForBudget { .. }) => {
+                refused::TOO_LARGE
+            }
             Self::BodyRead | Self::Decode(_) => refused::MALFORMED,
             Self::Refused(Refusal::QueueFull { .. }) => refused::QUEUE_FULL,
             Self::Refused(Refusal::SpoolUnavailable { .. }) => refused::SPOOL_UNAVAILABLE,
@@ -99,6 +103,7 @@ impl IngestError {
             Self::Refused(
                 Refusal::QueueFull { spans }
                 | Refusal::TooLarge { spans, .. }
+                | Refusal::TooLargeForBudget { spans, .. }
                 | Refusal::SpoolUnavailable { spans, .. }
                 | Refusal::ShuttingDown { spans },
             ) => *spans,
