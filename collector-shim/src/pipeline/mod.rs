@@ -307,7 +307,7 @@ impl Pipeline {
             unsettled: AtomicBool::new(false),
             dispatched: AtomicBool::new(false),
         };
-        self.enqueue(request, spans, encoded, ticket)?;
+        self.enqueue(request, spans, encoded, ticket, false)?;
         self.metrics.record_accepted(spans);
         Ok(spans)
     }
@@ -340,7 +340,7 @@ impl Pipeline {
             unsettled: AtomicBool::new(false),
             dispatched: AtomicBool::new(redelivered),
         };
-        if self.enqueue(request, spans, encoded, ticket).is_err() {
+        if self.enqueue(request, spans, encoded, ticket, true).is_err() {
             return false;
         }
         self.metrics
@@ -388,11 +388,16 @@ impl Pipeline {
         spans: u64,
         bytes: usize,
         ticket: Ticket,
+        replayed: bool,
     ) -> Result<(), Refusal> {
         let mut queue = lock(&self.queue);
         if queue.closed {
-            // The ticket is dropped: budget released, spool record kept for the next start.
-            ticket.mark_unsettled();
+            // A refused request stays with its sender, who retries: dropping the ticket
+            // releases the budget and acknowledges the spool record (a replay would be a
+            // duplicate). A replayed record has no sender: keep it for the next start.
+            if replayed {
+                ticket.mark_unsettled();
+            }
             return Err(Refusal::ShuttingDown { spans });
         }
         queue.items.push_back(Item {
