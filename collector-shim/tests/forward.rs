@@ -652,3 +652,60 @@ async fn grpc_receiver_status_codes_follow_the_otlp_spec() {
     );
     assert_accounting(&text, "otlp");
 }
+
+/// A private CA and a `localhost` server certificate it signed: `(ca_pem, cert_pem, key_pem)`.
+fn private_ca() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), server_cert.pem(), server_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn tls_exporter_trusts_a_custom_ca_and_only_with_it() {
+    let (ca, cert, key) = private_ca();
+    let sink = Sink::new(vec![], Reply::Status(200));
+    let addr = sink.serve_grpc_tls(&cert, &key).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let endpoint = format!("https://localhost:{}", addr.port());
+
+    // With the CA: delivered over TLS.
+    let mut trusted = exporter("otlp", Protocol::Grpc, addr);
+    trusted.endpoint = endpoint.clone();
+    trusted.tls.ca_file = Some(ca_file);
+    let shim = Shim::start(config(vec![trusted])).await.unwrap();
+    let sent = request("checkout", &trace_id(), 2);
+    post_otlp(&shim, &sent).await;
+    let text = wait_for_metric(&shim, &exported("otlp"), 2).await;
+    assert_accounting(&text, "otlp");
+    assert_eq!(
+        flatten(&sink.requests()),
+        flatten(std::slice::from_ref(&sent))
+    );
+    shim.shutdown().await;
+
+    // Without it (system roots only): the handshake fails, nothing reaches the sink.
+    let mut untrusted = exporter("otlp", Protocol::Grpc, addr);
+    untrusted.endpoint = endpoint;
+    untrusted.retry.max_attempts = 2;
+    let shim = Shim::start(config(vec![untrusted])).await.unwrap();
+    post_otlp(&shim, &sent).await;
+    let text = wait_for_metric(&shim, &dropped("otlp", "retries_exhausted"), 2).await;
+    assert_accounting(&text, "otlp");
+    assert_eq!(
+        sink.received().len(),
+        1,
+        "only the trusted shim got through"
+    );
+    shim.shutdown().await;
+}
