@@ -670,17 +670,26 @@ fn private_ca() -> (String, String, String) {
 }
 
 #[tokio::test]
-async fn tls_exporter_trusts_a_custom_ca_and_only_with_it() {
+async fn tls_exporters_trust_a_custom_ca_and_only_with_it() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        tls_exporter_case(protocol).await;
+    }
+}
+
+async fn tls_exporter_case(protocol: Protocol) {
     let (ca, cert, key) = private_ca();
     let sink = Sink::new(vec![], Reply::Status(200));
-    let addr = sink.serve_grpc_tls(&cert, &key).await;
+    let (addr, path) = match protocol {
+        Protocol::Grpc => (sink.serve_grpc_tls(&cert, &key).await, ""),
+        _ => (sink.serve_https(&cert, &key).await, "/v1/traces"),
+    };
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca).unwrap();
-    let endpoint = format!("https://localhost:{}", addr.port());
+    let endpoint = format!("https://localhost:{}{path}", addr.port());
 
     // With the CA: delivered over TLS.
-    let mut trusted = exporter("otlp", Protocol::Grpc, addr);
+    let mut trusted = exporter("otlp", protocol, addr);
     trusted.endpoint = endpoint.clone();
     trusted.tls.ca_file = Some(ca_file);
     let shim = Shim::start(config(vec![trusted])).await.unwrap();
@@ -695,7 +704,7 @@ async fn tls_exporter_trusts_a_custom_ca_and_only_with_it() {
     shim.shutdown().await;
 
     // Without it (system roots only): the handshake fails, nothing reaches the sink.
-    let mut untrusted = exporter("otlp", Protocol::Grpc, addr);
+    let mut untrusted = exporter("otlp", protocol, addr);
     untrusted.endpoint = endpoint;
     untrusted.retry.max_attempts = 2;
     let shim = Shim::start(config(vec![untrusted])).await.unwrap();
