@@ -82,18 +82,15 @@ impl IngestError {
 
     /// The `reason` label of `meshtrace_shim_refused_*_total`.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Self::UnsupportedContentType(_) | Self::UnsupportedContentEncoding(_) => {
-                refused::UNSUPPORTED_MEDIA_TYPE
+        match (self.kind(), self) {
+            (ErrorKind::UnsupportedMedia, _) => refused::UNSUPPORTED_MEDIA_TYPE,
+            (ErrorKind::TooLarge, _) => refused::TOO_LARGE,
+            (ErrorKind::BadData, _) => refused::MALFORMED,
+            (ErrorKind::Throttled, Self::Refused(Refusal::SpoolUnavailable { .. })) => {
+                refused::SPOOL_UNAVAILABLE
             }
-            Self::Decode(DecodeError::TooLarge { .. })
-            | Self::Refused(Refusal::TooLarge { .. } | Refusal::TooLargeForBudget { .. }) => {
-                refused::TOO_LARGE
-            }
-            Self::BodyRead | Self::Decode(_) => refused::MALFORMED,
-            Self::Refused(Refusal::QueueFull { .. }) => refused::QUEUE_FULL,
-            Self::Refused(Refusal::SpoolUnavailable { .. }) => refused::SPOOL_UNAVAILABLE,
-            Self::Refused(Refusal::ShuttingDown { .. }) => refused::SHUTTING_DOWN,
+            (ErrorKind::Throttled, _) => refused::QUEUE_FULL,
+            (ErrorKind::ShuttingDown, _) => refused::SHUTTING_DOWN,
         }
     }
 
