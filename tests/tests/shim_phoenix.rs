@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use meshtrace_collector_shim::Shim;
 use meshtrace_collector_shim::config::{BatchConfig, ExportConfig, Protocol, RetryConfig};
-use meshtrace_collector_shim::testing::{assert_accounting, metric_value};
+use meshtrace_collector_shim::testing::{assert_accounting, metric_value, post_protobuf};
 use meshtrace_tests::shim_e2e::{Phoenix, send_with_python_sdk, shim_config, wait_for_metric};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
-use prost::Message;
 
 /// Phoenix writes asynchronously at ~190 spans/s (anchors/shim.md §1.6): generous waits.
 const VISIBLE_LIMIT: Duration = Duration::from_secs(120);
@@ -162,18 +161,9 @@ async fn retry_on_overload(phoenix: &Phoenix) {
         ..BatchConfig::default()
     };
     let shim = Shim::start(config).await.unwrap();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let requests = burst();
     for request in &requests {
-        let status = client
-            .post(format!("http://{}/v1/traces", shim.otlp_http_addr()))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
+        assert_eq!(post_protobuf(shim.otlp_http_addr(), request).await, 200);
     }
     let text = wait_for_metric(&shim.metrics(), &exported("phoenix"), 3_000, EXPORT_LIMIT)
         .await
