@@ -718,3 +718,32 @@ async fn tls_exporter_case(protocol: Protocol) {
     );
     shim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_attempt_over_the_timeout_is_abandoned_and_retried() {
+    for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+        let sink = Sink::new(
+            vec![Reply::Hang(Duration::from_secs(5))],
+            Reply::Status(200),
+        );
+        let addr = match protocol {
+            Protocol::Grpc => sink.serve_grpc().await,
+            _ => sink.serve_http().await,
+        };
+        let mut exporter = exporter("otlp", protocol, addr);
+        exporter.timeout_ms = 200;
+        let shim = Shim::start(config(vec![exporter])).await.unwrap();
+        post_otlp(&shim, &request("checkout", &trace_id(), 2)).await;
+        let text = wait_for_metric(&shim, &exported("otlp"), 2).await;
+        let retryable =
+            "meshtrace_shim_export_requests_total{exporter=\"otlp\",outcome=\"retryable_error\"}";
+        assert_eq!(metric_value(&text, retryable), Some(1), "{protocol:?}");
+        assert_eq!(
+            sink.received().len(),
+            2,
+            "{protocol:?}: the hung attempt, then the retry"
+        );
+        assert_accounting(&text, "otlp");
+        shim.shutdown().await;
+    }
+}
