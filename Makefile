@@ -21,7 +21,7 @@ PLAYWRIGHT := tests/browser/node_modules/playwright-core/package.json
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages
+.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages bench-shim
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 test: lint wasm envoy pydeps wasm-image browser ## Lint, unit tests, wasm build, integration tests in real Envoy and Chromium, Istio manifests
 	$(CARGO) test --workspace
 	$(VENV)/bin/python -m pytest -q istio/tests
+
+bench-shim: ## Measure the collector shim (throughput vs direct, RSS under overload); see docs/shim.md
+	@scripts/shim-bench.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
