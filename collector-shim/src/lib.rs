@@ -120,8 +120,9 @@ pub enum StartError {
 
 impl Shim {
     /// Validates `config`, opens the spool and the trace store, builds the exporters (header
-    /// secrets from the process environment), binds every listener (port 0 allowed) and starts serving in the
-    /// current tokio runtime. Fails before serving anything if any part cannot start.
+    /// secrets from the process environment), binds every listener (port 0 allowed) and starts
+    /// serving in the current tokio runtime. Fails before serving anything if any part cannot
+    /// start.
     pub async fn start(config: ShimConfig) -> Result<Shim, StartError> {
         Self::start_with_env(config, &ProcessEnv).await
     }

@@ -141,3 +141,37 @@ impl IngestError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    use super::*;
+    use crate::otlp::Format;
+
+    /// Every pipeline refusal: HTTP status, gRPC code, whether a retry delay is given, reason.
+    #[rustfmt::skip]
+    #[test]
+    fn refusals_map_to_the_otlp_answers() {
+        let cases = [
+            (Refusal::QueueFull { spans: 1 }, StatusCode::TOO_MANY_REQUESTS, Code::Unavailable, true, refused::QUEUE_FULL),
+            (Refusal::SpoolUnavailable { spans: 1, detail: String::new() }, StatusCode::TOO_MANY_REQUESTS, Code::Unavailable, true, refused::SPOOL_UNAVAILABLE),
+            (Refusal::StoreBusy { spans: 1 }, StatusCode::TOO_MANY_REQUESTS, Code::Unavailable, true, refused::STORE_QUEUE_FULL),
+            (Refusal::ShuttingDown { spans: 1 }, StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, true, refused::SHUTTING_DOWN),
+            (Refusal::TooLarge { spans: 1, max: 0 }, StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, false, refused::TOO_LARGE),
+            (Refusal::TooLargeForBudget { spans: 1, bytes: 1, max: 0 }, StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, false, refused::TOO_LARGE),
+        ];
+        for (refusal, http, grpc, retry, reason) in cases {
+            let error = IngestError::Refused(refusal);
+            let response = http::error_response(&error, Format::Protobuf);
+            assert_eq!(response.status(), http, "{error}");
+            assert_eq!(response.headers().contains_key("retry-after"), retry, "{error}");
+            let status = grpc::status_for(&error);
+            assert_eq!(status.code(), grpc, "{error}");
+            assert_eq!(status.get_details_retry_info().is_some(), retry, "{error}");
+            assert_eq!((error.reason(), error.refused_spans()), (reason, 1), "{error}");
+        }
+    }
+}
