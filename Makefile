@@ -25,7 +25,7 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 FUZZ_SECONDS ?= 5
 
-.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages fuzz bench
+.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages fuzz bench bench-shim
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ fuzz: toolchain ## Run every fuzz target for FUZZ_SECONDS each (5; e.g. FUZZ_SEC
 
 bench: ## Criterion benchmarks of propagation (extract + inject per format); see docs/propagation.md
 	$(CARGO) bench -p meshtrace-filter --bench propagation
+
+bench-shim: ## Measure the collector shim (throughput vs direct, RSS under overload); see docs/shim.md
+	@scripts/shim-bench.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -40,7 +40,7 @@ meshtrace is running (Ctrl-C stops everything):
   trace viewer    http://127.0.0.1:9464/   (open it in a browser: recent traces, waterfalls)
   Envoy listener  http://127.0.0.1:10000   (admin http://127.0.0.1:9901)
   demo upstream   http://127.0.0.1:8080    (echoes the request headers it got)
-  shim OTLP/HTTP  http://127.0.0.1:4318/v1/traces, admin http://127.0.0.1:9464
+  shim OTLP/HTTP  http://127.0.0.1:4318/v1/traces, OTLP/gRPC 127.0.0.1:4317, admin http://127.0.0.1:9464
 
 Try:
   curl -s http://127.0.0.1:10000/hello -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'

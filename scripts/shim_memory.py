@@ -19,6 +19,7 @@ import random
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -86,6 +87,21 @@ def metric(admin: int, name: str) -> float:
     raise RuntimeError(f"{name} not in /metrics")
 
 
+def post(otlp: int, body: bytes) -> None:
+    """Posts one request, retrying while the store's queue is full (429 + Retry-After)."""
+    while True:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{otlp}/v1/traces", data=body, headers={"Content-Type": "application/x-protobuf"}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).read()
+            return
+        except urllib.error.HTTPError as error:
+            if error.code != 429:
+                raise
+            time.sleep(float(error.headers.get("Retry-After", "1")))
+
+
 def wait_healthy(admin: int) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -106,16 +122,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=0, help="requests to send (default: from --fill-factor)")
     args = parser.parse_args()
 
-    otlp, admin = free_port(), free_port()
+    otlp, grpc, admin = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
         MESHTRACE_SHIM_OTLP_HTTP_ADDR=f"127.0.0.1:{otlp}",
+        MESHTRACE_SHIM_OTLP_GRPC_ADDR=f"127.0.0.1:{grpc}",
         MESHTRACE_SHIM_ADMIN_ADDR=f"127.0.0.1:{admin}",
         MESHTRACE_SHIM_STORE_MAX_SPANS=str(args.store_max_spans),
         MESHTRACE_SHIM_STORE_MAX_BYTES=str(args.store_max_bytes),
         RUST_LOG="warn",
     )
-    for name in [n for n in env if n.startswith("OTEL_EXPORTER_OTLP_")]:
+    for name in [n for n in env if n.startswith(("OTEL_EXPORTER_OTLP_", "MESHTRACE_SHIM_STORE_DATA_DIR"))]:
         del env[name]
     shim = subprocess.Popen([str(args.shim)], env=env)
     try:
@@ -125,10 +142,9 @@ def main() -> None:
         requests = args.requests or args.fill_factor * args.store_max_spans // SPANS_PER_REQUEST + 1
         for _ in range(requests):
             body = export_request(rng)
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{otlp}/v1/traces", data=body, headers={"Content-Type": "application/x-protobuf"}
-            )
-            urllib.request.urlopen(request, timeout=10).read()
+            post(otlp, body)
+        # Queries run behind every queued write: once this answers, the store has them all.
+        urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/services", timeout=10).read()
         full = rss_mib(shim.pid)
         spans = metric(admin, "meshtrace_shim_stored_spans")
         charged = metric(admin, "meshtrace_shim_stored_bytes")

@@ -1,6 +1,8 @@
 //! Admin endpoints, on their own listener so they never compete with OTLP traffic:
 //!
-//! - `GET /healthz` → `200 ok`
+//! - `GET /healthz` → `200 ok` while the process serves (liveness)
+//! - `GET /readyz` → `200 ready`, or `503` while the queue (memory budget) is full or the shim
+//!   is shutting down (readiness: take this replica out of load balancing)
 //! - `GET /metrics` → OpenMetrics text (see [`crate::metrics`])
 //! - `GET /api/traces/{trace_id}` → the stored spans of one trace as OTLP/JSON
 //!   (`{"resourceSpans":[...]}`), 404 when unknown, 400 when the id is not 32 hex digits.
@@ -20,8 +22,8 @@ use axum::routing::get;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use tracing::error;
 
-use crate::ingest::RETRY_AFTER_SECS;
 use crate::metrics::OPENMETRICS_CONTENT_TYPE;
+use crate::receiver::RETRY_DELAY;
 use crate::state::AppState;
 use crate::store::{ReadError, TraceId};
 
@@ -48,11 +50,12 @@ pub enum AdminError {
     Internal,
 }
 
-/// The admin router: `/healthz`, `/metrics`, `/api/traces/{trace_id}`, the query API and the
-/// viewer.
+/// The admin router: `/healthz`, `/readyz`, `/metrics`, `/api/traces/{trace_id}`, the query
+/// API and the viewer.
 pub fn admin_app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/traces/{trace_id}", get(trace))
         .merge(crate::query::routes())
@@ -62,6 +65,18 @@ pub fn admin_app(state: AppState) -> Router {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.pipeline().is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: queue full or shutting down",
+        )
+            .into_response()
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, AdminError> {
@@ -129,7 +144,7 @@ impl IntoResponse for AdminError {
         if matches!(self, Self::StoreUnavailable(_)) {
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_DELAY.as_secs()));
         }
         response
     }

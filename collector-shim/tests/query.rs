@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
-use axum::http::{Method, Request, StatusCode};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use meshtrace_collector_shim::config::{ShimConfig, StoreConfig};
-use meshtrace_collector_shim::export::{self, ExportQueue};
+use meshtrace_collector_shim::pipeline::Pipeline;
 use meshtrace_collector_shim::store::QUEUE_CAPACITY;
 use meshtrace_collector_shim::{AppState, Metrics, admin_app, otlp_http_app};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -27,11 +27,20 @@ struct Shim {
 
 impl Shim {
     fn new() -> Self {
-        Self::with(&ShimConfig::default(), None).0
+        Self::with(&ShimConfig::default(), false).0
     }
 
-    fn with(config: &ShimConfig, export: Option<ExportQueue>) -> (Self, AppState) {
-        let state = AppState::new(config, Arc::new(Metrics::new()), export).unwrap();
+    /// With `exporter`, the pipeline feeds one exporter that never drains (no dispatcher runs
+    /// here); without, the store is where spans go.
+    fn with(config: &ShimConfig, exporter: bool) -> (Self, AppState) {
+        let state = if exporter {
+            let names = vec!["test".to_owned()];
+            let metrics = Arc::new(Metrics::new(&names));
+            let pipeline = Pipeline::new(&config.queue, None, Arc::clone(&metrics), names);
+            AppState::new(config, metrics, Arc::new(pipeline)).unwrap()
+        } else {
+            AppState::without_exporters(config).unwrap()
+        };
         let shim = Self {
             otlp: otlp_http_app(state.clone()),
             admin: admin_app(state.clone()),
@@ -44,13 +53,18 @@ impl Shim {
     }
 
     async fn try_post(&self, request: &ExportTraceServiceRequest) -> StatusCode {
+        self.post_answer(request).await.0
+    }
+
+    async fn post_answer(&self, request: &ExportTraceServiceRequest) -> (StatusCode, HeaderMap) {
         let post = Request::builder()
             .method(Method::POST)
             .uri("/v1/traces")
             .header(CONTENT_TYPE, "application/x-protobuf")
             .body(Body::from(encoded(request)))
             .unwrap();
-        self.otlp.clone().oneshot(post).await.unwrap().status()
+        let response = self.otlp.clone().oneshot(post).await.unwrap();
+        (response.status(), response.headers().clone())
     }
 
     /// `GET uri` on the admin router: status, headers and body.
@@ -247,7 +261,7 @@ async fn the_viewer_is_served_from_the_binary_with_a_strict_policy() {
 
 #[tokio::test]
 async fn without_a_backend_a_full_store_refuses_before_acknowledging() {
-    let (shim, state) = Shim::with(&ShimConfig::default(), None);
+    let (shim, state) = Shim::with(&ShimConfig::default(), false);
     // Hold the store's writer, as a long write would.
     let (release, held) = std::sync::mpsc::channel::<()>();
     let (entered, inside) = tokio::sync::oneshot::channel();
@@ -270,10 +284,10 @@ async fn without_a_backend_a_full_store_refuses_before_acknowledging() {
             StatusCode::OK
         );
     }
-    assert_eq!(
-        shim.try_post(&request("a", &[7; 16], 1)).await,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    // The same retryable answer as a full queue: 429 with Retry-After.
+    let (status, headers) = shim.post_answer(&request("a", &[7; 16], 1)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[RETRY_AFTER], "1");
     release.send(()).unwrap();
     holder.await.unwrap().unwrap();
 
@@ -281,7 +295,7 @@ async fn without_a_backend_a_full_store_refuses_before_acknowledging() {
     let text = String::from_utf8(body).unwrap();
     let count = u64::try_from(QUEUE_CAPACITY).unwrap();
     assert_eq!(
-        metric_value(&text, "meshtrace_shim_received_spans_total"),
+        metric_value(&text, "meshtrace_shim_accepted_spans_total"),
         Some(count)
     );
     assert_eq!(
@@ -309,8 +323,7 @@ async fn while_forwarding_the_copy_is_kept_only_when_configured() {
             },
             ..ShimConfig::default()
         };
-        let (queue, _receiver) = export::queue(8);
-        let (shim, _) = Shim::with(&config, Some(queue));
+        let (shim, _) = Shim::with(&config, true);
         shim.post(&request("a", &trace_id(), 1)).await;
         let (status, _, _) = shim.get(&format!("/api/traces/{TRACE_ID_HEX}")).await;
         let expected = if keep {

@@ -9,8 +9,8 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{Method, Request, Response, StatusCode};
-use meshtrace_collector_shim::config::{ShimConfig, StoreConfig};
-use meshtrace_collector_shim::export::{self, ExportReceiver};
+use meshtrace_collector_shim::config::{QueueConfig, ShimConfig, StoreConfig};
+use meshtrace_collector_shim::pipeline::Pipeline;
 use meshtrace_collector_shim::{AppState, Metrics, admin_app, otlp_http_app, rpc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
@@ -28,8 +28,24 @@ struct Apps {
     admin: Router,
 }
 
-fn apps_with(config: &ShimConfig, queue: Option<export::ExportQueue>) -> Apps {
-    let state = AppState::new(config, Arc::new(Metrics::new()), queue).unwrap();
+fn apps_with(config: &ShimConfig) -> Apps {
+    apps_for(AppState::without_exporters(config).unwrap())
+}
+
+/// A pipeline feeding one exporter that never drains (no dispatcher runs in these tests).
+fn apps_with_undrained_queue(queue: QueueConfig) -> (Apps, Arc<Pipeline>) {
+    let metrics = Arc::new(Metrics::new(&["test".to_owned()]));
+    let pipeline = Arc::new(Pipeline::new(
+        &queue,
+        None,
+        Arc::clone(&metrics),
+        vec!["test".to_owned()],
+    ));
+    let state = AppState::new(&ShimConfig::default(), metrics, Arc::clone(&pipeline)).unwrap();
+    (apps_for(state), pipeline)
+}
+
+fn apps_for(state: AppState) -> Apps {
     Apps {
         otlp: otlp_http_app(state.clone()),
         admin: admin_app(state),
@@ -37,7 +53,7 @@ fn apps_with(config: &ShimConfig, queue: Option<export::ExportQueue>) -> Apps {
 }
 
 fn apps() -> Apps {
-    apps_with(&ShimConfig::default(), None)
+    apps_with(&ShimConfig::default())
 }
 
 fn post(content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
@@ -116,7 +132,7 @@ async fn empty_body_is_success() {
     assert_eq!(content_type(&response), PROTOBUF);
     let text = metrics_text(&apps).await;
     assert_eq!(
-        metric_value(&text, "meshtrace_shim_received_spans_total"),
+        metric_value(&text, "meshtrace_shim_accepted_spans_total"),
         Some(0)
     );
 }
@@ -144,7 +160,7 @@ async fn body_over_the_limit_is_413() {
         max_request_body_bytes: 16,
         ..ShimConfig::default()
     };
-    let apps = apps_with(&config, None);
+    let apps = apps_with(&config);
     let body = encoded(&request("checkout", &trace_id(), 1));
     assert!(body.len() > 16);
     let response = send(&apps.otlp, post(Some(PROTOBUF), body)).await;
@@ -180,25 +196,25 @@ async fn bodies_above_axums_default_limit_are_accepted_when_under_ours() {
 }
 
 #[tokio::test]
-async fn json_missing_content_type_and_gzip_are_415() {
+async fn unsupported_content_types_and_encodings_are_415() {
     let apps = apps();
-    let json = r#"{"resourceSpans":[]}"#;
-    let response = send(&apps.otlp, post(Some("application/json"), json)).await;
+    let response = send(&apps.otlp, post(Some("text/plain"), "hi")).await;
     let message = assert_rpc_error(
         response,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         rpc::code::INVALID_ARGUMENT,
     )
     .await;
-    assert!(message.contains("application/json"), "{message}");
+    assert!(message.contains("text/plain"), "{message}");
 
     let response = send(&apps.otlp, post(None, Body::empty())).await;
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    let mut gzip = post(Some(PROTOBUF), Body::empty());
-    gzip.headers_mut()
-        .insert(CONTENT_ENCODING, "gzip".parse().unwrap());
-    let response = send(&apps.otlp, gzip).await;
+    let mut brotli = post(Some(PROTOBUF), Body::empty());
+    brotli
+        .headers_mut()
+        .insert(CONTENT_ENCODING, "br".parse().unwrap());
+    let response = send(&apps.otlp, brotli).await;
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let text = metrics_text(&apps).await;
@@ -209,6 +225,123 @@ async fn json_missing_content_type_and_gzip_are_415() {
         ),
         Some(3)
     );
+}
+
+fn compressed(encoding: &str, data: &[u8]) -> Vec<u8> {
+    use flate2::Compression;
+    use std::io::Write;
+    match encoding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        other => panic!("{other}"),
+    }
+}
+
+fn with_encoding(mut request: Request<Body>, encoding: &str) -> Request<Body> {
+    request
+        .headers_mut()
+        .insert(CONTENT_ENCODING, encoding.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn gzip_and_deflate_bodies_are_accepted() {
+    let apps = apps();
+    let body = encoded(&request("checkout", &trace_id(), 2));
+    for encoding in ["gzip", "deflate"] {
+        let request = with_encoding(post(Some(PROTOBUF), compressed(encoding, &body)), encoding);
+        let response = send(&apps.otlp, request).await;
+        assert_eq!(response.status(), StatusCode::OK, "{encoding}");
+    }
+    let text = metrics_text(&apps).await;
+    assert_eq!(
+        metric_value(&text, "meshtrace_shim_accepted_spans_total"),
+        Some(4)
+    );
+    // Broken gzip is bad data (400), not a server error.
+    let request = with_encoding(post(Some(PROTOBUF), &b"\x1f\x8b not really"[..]), "gzip");
+    let response = send(&apps.otlp, request).await;
+    assert_rpc_error(
+        response,
+        StatusCode::BAD_REQUEST,
+        rpc::code::INVALID_ARGUMENT,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_413_without_inflating_past_the_limit() {
+    let config = ShimConfig {
+        max_request_body_bytes: 1 << 20,
+        ..ShimConfig::default()
+    };
+    let apps = apps_with(&config);
+    // 64 MiB of zeros: about 64 KiB compressed, far under the 1 MiB body limit.
+    let bomb = compressed("gzip", &vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 1 << 20);
+    let request = with_encoding(post(Some(PROTOBUF), bomb), "gzip");
+    let response = send(&apps.otlp, request).await;
+    let message = assert_rpc_error(
+        response,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        rpc::code::RESOURCE_EXHAUSTED,
+    )
+    .await;
+    assert!(message.contains("after decompression"), "{message}");
+}
+
+#[tokio::test]
+async fn json_requests_get_json_answers() {
+    let apps = apps();
+    let json = serde_json::to_vec(&request("checkout", &trace_id(), 2)).unwrap();
+    let response = send(&apps.otlp, post(Some("application/json"), json.clone())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(content_type(&response), "application/json");
+    assert_eq!(body_bytes(response).await, b"{}");
+
+    // Gzipped JSON, and the empty object.
+    let request = with_encoding(
+        post(Some("application/json"), compressed("gzip", &json)),
+        "gzip",
+    );
+    assert_eq!(send(&apps.otlp, request).await.status(), StatusCode::OK);
+    let response = send(&apps.otlp, post(Some("application/json"), "{}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Bad JSON: 400 with a JSON google.rpc.Status.
+    let response = send(
+        &apps.otlp,
+        post(
+            Some("application/json"),
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SERVER"}]}]}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(content_type(&response), "application/json");
+    let error: Value = serde_json::from_slice(&body_bytes(response).await).unwrap();
+    assert_eq!(error["code"], rpc::code::INVALID_ARGUMENT);
+    assert!(
+        error["message"].as_str().unwrap().contains("OTLP/JSON"),
+        "{error}"
+    );
+
+    let text = metrics_text(&apps).await;
+    assert_eq!(
+        metric_value(&text, "meshtrace_shim_accepted_spans_total"),
+        Some(4)
+    );
+    // The stored spans are the same whatever the encoding.
+    let response = send(&apps.admin, get(&format!("/api/traces/{TRACE_ID_HEX}"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -352,7 +485,7 @@ async fn metrics_count_received_refused_and_stored_spans() {
         },
         ..ShimConfig::default()
     };
-    let apps = apps_with(&config, None);
+    let apps = apps_with(&config);
     for spans in [3, 3] {
         let body = encoded(&request("checkout", &trace_id(), spans));
         assert_eq!(
@@ -367,7 +500,7 @@ async fn metrics_count_received_refused_and_stored_spans() {
 
     let text = metrics_text(&apps).await;
     let value = |series: &str| metric_value(&text, series);
-    assert_eq!(value("meshtrace_shim_received_spans_total"), Some(6));
+    assert_eq!(value("meshtrace_shim_accepted_spans_total"), Some(6));
     assert_eq!(value("meshtrace_shim_stored_spans"), Some(4));
     assert_eq!(
         value("meshtrace_shim_store_evicted_spans_total{reason=\"max_spans\"}"),
@@ -381,8 +514,6 @@ async fn metrics_count_received_refused_and_stored_spans() {
         value("meshtrace_shim_refused_spans_total{reason=\"malformed\"}"),
         Some(0)
     );
-    assert_eq!(value("meshtrace_shim_exported_spans_total"), Some(0));
-    assert!(text.contains("# TYPE meshtrace_shim_export_failed_spans counter"));
 }
 
 #[tokio::test]
@@ -394,19 +525,69 @@ async fn healthz_is_ok() {
 }
 
 #[tokio::test]
-async fn full_export_queue_is_503_retry_after_and_nothing_is_kept() {
-    let (queue, receiver): (_, ExportReceiver) = export::queue(1);
-    let apps = apps_with(&ShimConfig::default(), Some(queue));
+async fn readyz_is_ready_without_backpressure() {
+    let apps = apps();
+    let response = send(&apps.admin, get("/readyz")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
 
-    // First request fills the queue (nobody drains it in this test).
-    let first = encoded(&request("checkout", &[1; 16], 1));
+#[tokio::test]
+async fn full_queue_is_429_retry_after_not_ready_and_nothing_is_kept() {
+    let (apps, _pipeline) = apps_with_undrained_queue(QueueConfig {
+        max_spans: 2,
+        ..QueueConfig::default()
+    });
+
+    // The first request fills the queue (nobody drains it in this test).
+    let first = encoded(&request("checkout", &[1; 16], 2));
     assert_eq!(
         send(&apps.otlp, post(Some(PROTOBUF), first)).await.status(),
         StatusCode::OK
     );
+    assert_eq!(
+        send(&apps.admin, get("/readyz")).await.status(),
+        StatusCode::OK
+    );
 
-    let second = encoded(&request("checkout", &trace_id(), 2));
+    let second = encoded(&request("checkout", &trace_id(), 1));
     let response = send(&apps.otlp, post(Some(PROTOBUF), second)).await;
+    assert_eq!(response.headers()[RETRY_AFTER], "1");
+    assert_rpc_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        rpc::code::UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(
+        send(&apps.admin, get("/readyz")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Not acknowledged, so not stored and not counted as accepted.
+    let response = send(&apps.admin, get(&format!("/api/traces/{TRACE_ID_HEX}"))).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let text = metrics_text(&apps).await;
+    let value = |series: &str| metric_value(&text, series);
+    assert_eq!(value("meshtrace_shim_accepted_spans_total"), Some(2));
+    assert_eq!(
+        value("meshtrace_shim_refused_spans_total{reason=\"queue_full\"}"),
+        Some(1)
+    );
+    assert_eq!(value("meshtrace_shim_queue_spans"), Some(2));
+    assert_eq!(value("meshtrace_shim_queue_capacity_spans"), Some(2));
+
+    // More spans than the queue can ever hold: 413, not retryable.
+    let huge = encoded(&request("checkout", &trace_id(), 3));
+    let response = send(&apps.otlp, post(Some(PROTOBUF), huge)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn shutting_down_is_503_retry_after_and_not_ready() {
+    let (apps, pipeline) = apps_with_undrained_queue(QueueConfig::default());
+    pipeline.close();
+    let body = encoded(&request("checkout", &trace_id(), 1));
+    let response = send(&apps.otlp, post(Some(PROTOBUF), body)).await;
     assert_eq!(response.headers()[RETRY_AFTER], "1");
     assert_rpc_error(
         response,
@@ -414,27 +595,14 @@ async fn full_export_queue_is_503_retry_after_and_nothing_is_kept() {
         rpc::code::UNAVAILABLE,
     )
     .await;
-
-    // Not acknowledged, so not stored and not counted as received.
-    let response = send(&apps.admin, get(&format!("/api/traces/{TRACE_ID_HEX}"))).await;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = send(&apps.admin, get("/readyz")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let text = metrics_text(&apps).await;
-    assert_eq!(
-        metric_value(&text, "meshtrace_shim_received_spans_total"),
-        Some(1)
-    );
     assert_eq!(
         metric_value(
             &text,
-            "meshtrace_shim_refused_spans_total{reason=\"export_queue_full\"}"
+            "meshtrace_shim_refused_spans_total{reason=\"shutting_down\"}"
         ),
-        Some(2)
+        Some(1)
     );
-    drop(receiver);
-
-    // Once the forwarder is gone (shutdown), requests are refused the same retryable way.
-    let third = encoded(&request("checkout", &trace_id(), 1));
-    let response = send(&apps.otlp, post(Some(PROTOBUF), third)).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.headers()[RETRY_AFTER], "1");
 }

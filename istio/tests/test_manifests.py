@@ -282,12 +282,16 @@ def test_shim_listens_where_the_service_and_probes_point() -> None:
     shim = one(base, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in shim["ports"]}
     assert data["MESHTRACE_SHIM_OTLP_HTTP_ADDR"] == f"0.0.0.0:{ports['otlp-http']}"
+    assert data["MESHTRACE_SHIM_OTLP_GRPC_ADDR"] == f"0.0.0.0:{ports['otlp-grpc']}"
     assert data["MESHTRACE_SHIM_ADMIN_ADDR"] == f"0.0.0.0:{ports['admin']}"
     assert shim["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert shim["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     policy = one(base, "NetworkPolicy")["spec"]
     allowed = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
     assert allowed == set(ports)
+    # Istio must see OTLP/gRPC as gRPC (HTTP/2), not as plain TCP or HTTP/1.1.
+    by_target = {p["targetPort"]: p for p in one(base, "Service")["spec"]["ports"]}
+    assert by_target["otlp-grpc"]["appProtocol"] == "grpc"
 
 
 def test_shim_runs_locked_down() -> None:

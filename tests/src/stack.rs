@@ -67,6 +67,7 @@ impl Stack {
         let (shim, shim_addr) = if options.shim_running {
             let config = ShimConfig {
                 otlp_http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                otlp_grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 ..ShimConfig::default()
             };

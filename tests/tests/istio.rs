@@ -10,7 +10,9 @@
 //! doubles below 1e21 without a fraction, so YAML `1000` and `1000.0` both arrive as `1000`.
 
 use clap::CommandFactory as _;
+use meshtrace_collector_shim::config::env as otel;
 use meshtrace_collector_shim::config::{self as shim, Cli};
+use meshtrace_collector_shim::store::MAX_PENDING_SPANS;
 use meshtrace_filter::config::{ConfigError, FilterConfig};
 use meshtrace_tests::repo_root;
 use serde::Deserialize as _;
@@ -262,17 +264,19 @@ fn shim_environment(docs: &[Doc]) -> (BTreeMap<String, String>, Vec<String>) {
 }
 
 /// The variables the shim reads besides its flags' `MESHTRACE_SHIM_*` forms.
-const OTHER_SHIM_VARIABLES: [&str; 11] = [
-    shim::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    shim::OTEL_EXPORTER_OTLP_ENDPOINT,
-    shim::OTEL_EXPORTER_OTLP_TRACES_HEADERS,
-    shim::OTEL_EXPORTER_OTLP_HEADERS,
-    shim::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
-    shim::OTEL_EXPORTER_OTLP_TIMEOUT,
-    shim::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-    shim::OTEL_EXPORTER_OTLP_PROTOCOL,
-    shim::OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
-    shim::OTEL_EXPORTER_OTLP_COMPRESSION,
+const OTHER_SHIM_VARIABLES: [&str; 13] = [
+    otel::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    otel::OTEL_EXPORTER_OTLP_ENDPOINT,
+    otel::OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    otel::OTEL_EXPORTER_OTLP_HEADERS,
+    otel::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    otel::OTEL_EXPORTER_OTLP_TIMEOUT,
+    otel::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    otel::OTEL_EXPORTER_OTLP_PROTOCOL,
+    otel::OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    otel::OTEL_EXPORTER_OTLP_COMPRESSION,
+    otel::OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    otel::OTEL_EXPORTER_OTLP_CERTIFICATE,
     "RUST_LOG",
 ];
 
@@ -324,10 +328,11 @@ fn the_shim_accepts_its_configmap_and_listens_on_the_pod_ip() {
         .collect();
     let pod_ip = |port: u64| SocketAddr::from(([0, 0, 0, 0], u16::try_from(port).unwrap()));
     assert_eq!(config.otlp_http_addr, pod_ip(ports["otlp-http"]));
+    assert_eq!(config.otlp_grpc_addr, pod_ip(ports["otlp-grpc"]));
     assert_eq!(config.admin_addr, pod_ip(ports["admin"]));
     assert!(
-        config.export.is_some(),
-        "no backend configured: spans would only stay in memory"
+        !config.exporters.is_empty(),
+        "no backend configured: spans would only stay in the trace store"
     );
 }
 
@@ -339,10 +344,12 @@ fn a_wrong_shim_setting_is_refused() {
     let cases = [
         ("MESHTRACE_SHIM_STORE_MAX_BYTE", "1024", "MESHTRACE_SHIM_STORE_MAX_BYTE"),
         ("MESHTRACE_SHIM_STORE_MAX_SPANS", "lots", "--store-max-spans"),
-        ("MESHTRACE_SHIM_STORE_MAX_SPANS", "0", "--store-max-spans"),
+        ("MESHTRACE_SHIM_STORE_MAX_SPANS", "0", "store.max_spans"),
         ("MESHTRACE_SHIM_ADMIN_ADDR", "0.0.0.0", "--admin-addr"),
         ("OTEL_EXPORTER_OTLP_ENDPIONT", "http://collector:4318", "OTEL_EXPORTER_OTLP_ENDPIONT"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ("MESHTRACE_SHIM_EXPORT_QUEUE_CAPACITY", "32", "MESHTRACE_SHIM_EXPORT_QUEUE_CAPACITY"),
+        ("MESHTRACE_SHIM_QUEUE_MAX_BYTES", "0", "queue.max_bytes"),
         ("RUST_LOG", "info,[", "RUST_LOG"),
     ];
     for (name, value, named) in cases {
@@ -355,14 +362,19 @@ fn a_wrong_shim_setting_is_refused() {
 
 // === Memory ===
 
-/// Heap the shim needs, measured with `scripts/shim_memory.py` (docs/istio.md, "Sizing"):
-/// about 5 MiB idle, and a full trace store 4.5 to 5 times the bytes it charges, about 2.5 to
-/// 2.8 KiB per span of ten attributes. Rounded up here.
+/// Heap the shim needs beyond what its settings bound exactly (docs/istio.md, "Sizing"),
+/// measured with `scripts/shim_memory.py` and `make bench-shim` (docs/shim.md): about 10 MiB
+/// idle; a full in-memory trace store 2.3 to 3.8 times the bytes it charges, 1.4 to 2.4 KiB per
+/// span of ten attributes (earlier in-memory store: up to 5 times, 2.8 KiB); a decoded span
+/// about 2.1 KiB, 2 to 3 times its wire size. Rounded up here.
 const IDLE_HEAP: u64 = 16 * MIB;
 const STORE_HEAP_PER_CHARGED_BYTE: u64 = 5;
 const STORE_HEAP_PER_SPAN: u64 = 3 * 1024;
-/// Requests being read and decoded at the same time, beyond the queue.
-const IN_FLIGHT_HEADROOM: u64 = 64 * MIB;
+const DECODED_SPAN: u64 = 3 * 1024;
+/// Decoded requests take this many times their wire size.
+const DECODED_PER_WIRE_BYTE: u64 = 3;
+/// OTLP listeners (HTTP and gRPC), each decoding up to `max_concurrent_requests` at once.
+const LISTENERS: u64 = 2;
 
 fn quantity_bytes(text: &str) -> u64 {
     let units = [
@@ -389,25 +401,53 @@ fn the_memory_limit_covers_the_shim_budget() {
         ["spec"]["containers"][0]["resources"];
     let limit = quantity_bytes(resources["limits"]["memory"].as_str().unwrap());
     let request = quantity_bytes(resources["requests"]["memory"].as_str().unwrap());
+    let bytes = |n: usize| u64::try_from(n).unwrap();
 
-    let body = u64::try_from(config.max_request_body_bytes).unwrap();
-    let queue = u64::try_from(config.export.as_ref().unwrap().queue_capacity).unwrap();
-    let store = (u64::try_from(config.store.max_bytes).unwrap() * STORE_HEAP_PER_CHARGED_BYTE)
-        .min(u64::try_from(config.store.max_spans).unwrap() * STORE_HEAP_PER_SPAN);
-    let worst = IDLE_HEAP + queue * body + store + IN_FLIGHT_HEADROOM;
+    // The one budget: queued, batched, in-flight and retrying spans, charged decoded.
+    let budget = bytes(config.queue.max_bytes);
+    // Each request being received: its body, the inflated copy and the decoded request.
+    let body = bytes(config.max_request_body_bytes);
+    let receiving =
+        LISTENERS * bytes(config.max_concurrent_requests) * body * (2 + DECODED_PER_WIRE_BYTE);
+    // Each export attempt encodes its batch (and compresses it).
+    let exporting: u64 = config
+        .exporters
+        .iter()
+        .map(|e| bytes(e.max_in_flight) * bytes(config.batch.max_bytes) * 2)
+        .sum();
+    // The trace store, when it keeps spans: the database, the spans queued for it (decoded) and
+    // the copy of each request being received.
+    let store_kept = config.exporters.is_empty() || config.store.while_forwarding;
+    let (store_heap, store_queue) = if store_kept {
+        let heap = (bytes(config.store.max_bytes) * STORE_HEAP_PER_CHARGED_BYTE)
+            .min(bytes(config.store.max_spans) * STORE_HEAP_PER_SPAN);
+        let copies = LISTENERS * bytes(config.max_concurrent_requests) * body;
+        (
+            heap,
+            MAX_PENDING_SPANS * DECODED_SPAN + copies * DECODED_PER_WIRE_BYTE,
+        )
+    } else {
+        (0, 0)
+    };
+    let worst = IDLE_HEAP + budget + receiving + exporting + store_heap + store_queue;
     assert!(
         worst <= limit,
-        "worst case {} MiB (queue {queue} x {} MiB, store {} MiB) exceeds the limit {} MiB",
+        "worst case {} MiB (budget {}, receiving {}, exporting {}, store {} + its queue {}) \
+         exceeds the limit {} MiB",
         worst / MIB,
-        body / MIB,
-        store / MIB,
+        budget / MIB,
+        receiving / MIB,
+        exporting / MIB,
+        store_heap / MIB,
+        store_queue / MIB,
         limit / MIB
     );
-    // The steady state (full store, empty queue) fits the request, so the scheduler places the
-    // pod where it can live.
+    // The steady state (a full store if kept, an empty queue) fits the request, so the
+    // scheduler places the pod where it can live.
+    let steady = IDLE_HEAP + store_heap;
     assert!(
-        IDLE_HEAP + store <= request,
-        "a full store needs {} MiB",
-        (IDLE_HEAP + store) / MIB
+        steady <= request,
+        "the steady state needs {} MiB",
+        steady / MIB
     );
 }

@@ -1,10 +1,16 @@
-//! Pure retry logic for OTLP/HTTP export: which outcomes are retryable, how long to wait.
+//! Pure retry logic for OTLP export (HTTP and gRPC): which outcomes are retryable, how long
+//! to wait.
 //!
 //! Rules from the OTLP specification
 //! (<https://opentelemetry.io/docs/specs/otlp/#retryable-response-codes>): only **429, 502, 503
 //! and 504** are retryable; every other 4xx/5xx MUST NOT be retried. A `Retry-After` header
 //! (seconds or HTTP-date) on 429/503 SHOULD be honoured. Failures without a response (connection
 //! refused or reset, timeout) are retried with exponential backoff **with jitter**.
+//!
+//! gRPC (<https://opentelemetry.io/docs/specs/otlp/#failures>): `CANCELLED`, `DEADLINE_EXCEEDED`,
+//! `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retryable; `RESOURCE_EXHAUSTED`
+//! only when the status carries `RetryInfo` (then wait `retry_delay`); every other code is
+//! permanent. `RetryInfo.retry_delay` is honoured on any retryable code.
 //!
 //! Nothing here reads a clock or a random source: `now`, `elapsed` and `jitter` are arguments.
 
@@ -88,6 +94,26 @@ pub fn classify(outcome: AttemptOutcome<'_>, now: SystemTime) -> Classification 
         AttemptOutcome::Response { .. } | AttemptOutcome::InvalidRequest => {
             Classification::NonRetryable
         }
+    }
+}
+
+/// Classifies one gRPC outcome per the OTLP table; `retry_delay` is the status' `RetryInfo`.
+pub fn classify_grpc(code: tonic::Code, retry_delay: Option<Duration>) -> Classification {
+    use tonic::Code;
+    match code {
+        Code::Ok => Classification::Success,
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Classification::Retryable {
+            retry_after: retry_delay,
+        },
+        Code::ResourceExhausted if retry_delay.is_some() => Classification::Retryable {
+            retry_after: retry_delay,
+        },
+        _ => Classification::NonRetryable,
     }
 }
 
@@ -191,6 +217,37 @@ mod tests {
         }
         assert_eq!(classify(AttemptOutcome::Transport, now()), retryable(None));
         assert_eq!(classify(AttemptOutcome::InvalidRequest, now()), Classification::NonRetryable);
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn grpc_classification_follows_the_otlp_table() {
+        use tonic::Code;
+        let two = Some(Duration::from_secs(2));
+        let table: &[(Code, Option<Duration>, Classification)] = &[
+            (Code::Ok,                 None, Classification::Success),
+            (Code::Cancelled,          None, retryable(None)),
+            (Code::DeadlineExceeded,   None, retryable(None)),
+            (Code::Aborted,            None, retryable(None)),
+            (Code::OutOfRange,         None, retryable(None)),
+            (Code::Unavailable,        None, retryable(None)),
+            (Code::Unavailable,        two,  retryable(Some(2))),
+            (Code::DataLoss,           None, retryable(None)),
+            (Code::ResourceExhausted,  None, Classification::NonRetryable),
+            (Code::ResourceExhausted,  two,  retryable(Some(2))),
+            (Code::Unknown,            None, Classification::NonRetryable),
+            (Code::InvalidArgument,    two,  Classification::NonRetryable),
+            (Code::NotFound,           None, Classification::NonRetryable),
+            (Code::AlreadyExists,      None, Classification::NonRetryable),
+            (Code::PermissionDenied,   None, Classification::NonRetryable),
+            (Code::FailedPrecondition, None, Classification::NonRetryable),
+            (Code::Unimplemented,      None, Classification::NonRetryable),
+            (Code::Internal,           None, Classification::NonRetryable),
+            (Code::Unauthenticated,    None, Classification::NonRetryable),
+        ];
+        for (code, delay, expected) in table {
+            assert_eq!(classify_grpc(*code, *delay), *expected, "{code:?} {delay:?}");
+        }
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! bytes and age.
 //!
 //! ```text
-//!  ingest ──try_insert──► bounded queue ──► writer thread ──► TraceDb (SQLite)
-//!  (never blocks; full:     (commands,        one transaction     spans, traces,
-//!   refused, see below)      pending spans)   per request         resources, scopes
-//!  admin ──read(closure)─┘ (same queue: a read sees every span acknowledged before it)
+//!  AppState::accept ──try_insert──► bounded queue ──► writer thread ──► TraceDb (SQLite)
+//!  (never blocks; full: refused        (commands,        one transaction     spans, traces,
+//!   or counted, see below)              pending spans)   per request         resources, scopes
+//!  admin ──read(closure)──────────┘ (same queue: a read sees every span acknowledged before it)
 //! ```
 //!
 //! **Why SQLite.** The viewer filters by service, span name, status, duration and time, and
@@ -53,6 +53,7 @@ pub use search::{Cursor, RootSpan, StatusFilter, TracePage, TraceQuery, TraceSum
 
 use crate::config::StoreConfig;
 use crate::metrics::{Metrics, store_dropped};
+use crate::otlp::count_resource_spans;
 
 /// A 16-byte OTLP trace id.
 pub type TraceId = [u8; 16];
@@ -170,9 +171,9 @@ impl SpanStore {
 
     /// Queues `batch` for storage without waiting. Refused when the queue is full or closed;
     /// the caller decides whether that refuses the whole request (see
-    /// [`crate::AppState::store_spans`]).
+    /// [`crate::AppState::accept`]).
     pub fn try_insert(&self, batch: Vec<ResourceSpans>) -> Result<(), InsertRefused> {
-        let spans = count_spans(&batch);
+        let spans = count_resource_spans(&batch);
         if spans == 0 {
             return Ok(());
         }
@@ -363,15 +364,6 @@ fn refuse_rest(commands: &Receiver<Command>, metrics: &Metrics, pending: &Atomic
             metrics.record_store_dropped(store_dropped::SHUTTING_DOWN, spans);
         }
     }
-}
-
-/// Number of spans in `batch`.
-pub fn count_spans(batch: &[ResourceSpans]) -> u64 {
-    batch
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum()
 }
 
 /// The shim's clock, Unix nanoseconds.

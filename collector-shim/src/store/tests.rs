@@ -731,7 +731,7 @@ fn services_and_span_names() {
 // === SpanStore: the threaded handle ===
 
 fn open_store(config: &StoreConfig) -> (SpanStore, Arc<Metrics>) {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::default());
     (
         SpanStore::open(config, Arc::clone(&metrics)).unwrap(),
         metrics,
@@ -798,7 +798,7 @@ async fn hold_writer(
 async fn a_full_queue_refuses_at_once() {
     const CAPACITY: usize = 8;
     const MAX_PENDING: u64 = 100;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::default());
     let store = SpanStore::open_with_queue(&StoreConfig::default(), metrics, CAPACITY, MAX_PENDING)
         .unwrap();
     let spans = |trace: u8, count: u64| {
