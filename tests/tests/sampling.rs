@@ -61,6 +61,21 @@ async fn assert_counters(stack: &Stack, expected: &[(&str, u64)]) {
     }
 }
 
+/// `echo`'s request continued `TRACE`, sampled, and our exported span records `reason`.
+async fn assert_sampled_continuation(stack: &Stack, echo: &Echo, reason: &str) {
+    let upstream = echo.traceparent().unwrap();
+    assert_eq!(upstream.trace_id, TRACE);
+    assert!(upstream.sampled(), "{upstream:?}");
+    let stored = stack
+        .wait_for_span(TRACE, &upstream.parent_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.attribute("meshtrace.sampling.reason"),
+        Some(&json!({"stringValue": reason}))
+    );
+}
+
 /// HMAC-SHA256 of `message` under `SECRET`, hex: computed by Python's `hmac`, independently of
 /// the filter's code.
 fn hmac_hex(message: &str) -> String {
@@ -126,17 +141,7 @@ async fn rules_forced_traces_and_probes() {
     let unsampled_parent = format!("00-{TRACE}-{PARENT}-00");
     let tag = hmac_hex(TRACE);
     let echo = get_child(&stack, "/web", &unsampled_parent, ("x-debug-trace", &tag)).await;
-    let upstream = echo.traceparent().unwrap();
-    assert_eq!(upstream.trace_id, TRACE);
-    assert!(upstream.sampled(), "{upstream:?}");
-    let stored = stack
-        .wait_for_span(TRACE, &upstream.parent_id)
-        .await
-        .unwrap();
-    assert_eq!(
-        stored.attribute("meshtrace.sampling.reason"),
-        Some(&json!({"stringValue": "forced"}))
-    );
+    assert_sampled_continuation(&stack, &echo, "forced").await;
     // A tag for another trace id, or a guess, forces nothing.
     for bad in [hmac_hex("0af7651916cd43dd8448eb211c80319c"), "1".to_owned()] {
         let echo = get_child(&stack, "/web", &unsampled_parent, ("x-debug-trace", &bad)).await;
@@ -243,16 +248,7 @@ async fn debug_and_sampling_only_b3_decided_by_the_sampler_in_every_format() {
         let echo = stack.get("/debug", headers).await.unwrap();
         assert_eq!(states(&echo), ["01", "d", "d", "03"], "{headers:?}");
         assert_eq!(echo.header_count("x-b3-sampled"), 0, "debug implies accept");
-        let upstream = echo.traceparent().unwrap();
-        assert_eq!(upstream.trace_id, TRACE);
-        let stored = stack
-            .wait_for_span(TRACE, &upstream.parent_id)
-            .await
-            .unwrap();
-        assert_eq!(
-            stored.attribute("meshtrace.sampling.reason"),
-            Some(&json!({"stringValue": "debug"}))
-        );
+        assert_sampled_continuation(&stack, &echo, "debug").await;
     }
 
     // `b3: 0`: a new trace, not sampled in every format, still propagated.
