@@ -29,6 +29,12 @@ pub const DEFAULT_MAX_BATCH_SPANS: u32 = 512;
 pub const DEFAULT_MAX_BUFFERED_SPANS: u32 = 2_048;
 /// Default cap on export calls in flight per VM.
 pub const DEFAULT_MAX_CALLS_IN_FLIGHT: u32 = 4;
+/// Default bound of the encoded spans waiting in one VM (buffered and kept for a retry).
+pub const DEFAULT_MAX_BUFFERED_BYTES: u32 = 1024 * 1024;
+/// Default bound of one export call's body.
+pub const DEFAULT_MAX_BATCH_BYTES: u32 = 256 * 1024;
+/// Default cap on the wait a `Retry-After` can impose (the collector's `max_interval`).
+pub const DEFAULT_MAX_RETRY_DELAY_MS: u32 = 30_000;
 
 /// Default extract order: W3C first, then B3 single before multi (the OpenTelemetry B3
 /// precedence), then Jaeger; `baggage` reads the W3C baggage header.
@@ -53,7 +59,11 @@ const MAX_EXPORT_TIMEOUT_MS: u32 = 60_000;
 const MIN_FLUSH_INTERVAL_MS: u32 = 10;
 const MAX_FLUSH_INTERVAL_MS: u32 = 60_000;
 const MAX_BUFFERED_SPANS: u32 = 1_000_000;
+const MAX_BUFFERED_BYTES: u32 = 256 * 1024 * 1024;
+/// An export body must hold at least one span of any size the filter records.
+const MIN_BATCH_BYTES: u32 = 16 * 1024;
 const MAX_CALLS_IN_FLIGHT: u32 = 64;
+const MAX_RETRY_DELAY_MS: u32 = 600_000;
 
 /// The whole plugin configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -123,10 +133,17 @@ pub struct ExporterConfig {
     pub flush_interval_ms: u32,
     /// Most spans in one export call.
     pub max_batch_spans: u32,
-    /// Most finished spans waiting in one VM; more are dropped and counted.
+    /// Most bytes in one export call's body (OTLP protobuf).
+    pub max_batch_bytes: u32,
+    /// Most finished spans waiting in one VM (buffered or kept for a retry); more are dropped
+    /// and counted.
     pub max_buffered_spans: u32,
+    /// Most encoded bytes of the spans waiting in one VM; more are dropped and counted.
+    pub max_buffered_bytes: u32,
     /// Most export calls in flight from one VM.
     pub max_calls_in_flight: u32,
+    /// Longest wait a `Retry-After` answer can impose before the kept batch is tried again.
+    pub max_retry_delay_ms: u32,
 }
 
 /// A configuration the filter refuses, with the field at fault.
@@ -352,8 +369,11 @@ impl Default for ExporterConfig {
             timeout_ms: DEFAULT_EXPORT_TIMEOUT_MS,
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             max_buffered_spans: DEFAULT_MAX_BUFFERED_SPANS,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
+            max_retry_delay_ms: DEFAULT_MAX_RETRY_DELAY_MS,
         }
     }
 }
@@ -367,6 +387,11 @@ impl ExporterConfig {
     /// Flush period of the span buffer.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms.into())
+    }
+
+    /// Longest wait a `Retry-After` can impose.
+    pub fn max_retry_delay(&self) -> Duration {
+        Duration::from_millis(self.max_retry_delay_ms.into())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -404,10 +429,28 @@ impl ExporterConfig {
             self.max_buffered_spans,
         )?;
         in_range(
+            "exporter.max_buffered_bytes",
+            self.max_buffered_bytes,
+            MIN_BATCH_BYTES,
+            MAX_BUFFERED_BYTES,
+        )?;
+        in_range(
+            "exporter.max_batch_bytes",
+            self.max_batch_bytes,
+            MIN_BATCH_BYTES,
+            self.max_buffered_bytes,
+        )?;
+        in_range(
             "exporter.max_calls_in_flight",
             self.max_calls_in_flight,
             1,
             MAX_CALLS_IN_FLIGHT,
+        )?;
+        in_range(
+            "exporter.max_retry_delay_ms",
+            self.max_retry_delay_ms,
+            0,
+            MAX_RETRY_DELAY_MS,
         )
     }
 }
@@ -495,6 +538,9 @@ mod tests {
             (r#"{"exporter":{"max_buffered_spans":0}}"#, "exporter.max_buffered_spans"),
             (r#"{"exporter":{"max_batch_spans":5000}}"#, "exporter.max_batch_spans"),
             (r#"{"exporter":{"max_calls_in_flight":0}}"#, "exporter.max_calls_in_flight"),
+            (r#"{"exporter":{"max_buffered_bytes":1000}}"#, "exporter.max_buffered_bytes"),
+            (r#"{"exporter":{"max_batch_bytes":2000000}}"#, "exporter.max_batch_bytes"),
+            (r#"{"exporter":{"max_retry_delay_ms":3600000}}"#, "exporter.max_retry_delay_ms"),
             (r#"{"propagation":{"extract":["w3c"]}}"#, "propagation.extract[0]"),
             (r#"{"propagation":{"extract":["b3","b3"]}}"#, "propagation.extract[1]"),
             (r#"{"propagation":{"inject":["tracecontext","xray"]}}"#, "propagation.inject"),

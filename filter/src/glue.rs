@@ -21,23 +21,27 @@
 //! ```
 
 use crate::config::FilterConfig;
-use crate::export::{CallOutcome, Push, SpanBuffer, call_outcome};
+use crate::export::answer::{self, Response};
+use crate::export::batch::{BatchTemplate, span_field};
+use crate::export::{DropReason, Flush, Level, Push, Settled, SpanBuffer};
 use crate::ids::RandomIdGenerator;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Kind, Metric};
 use crate::propagation::{HeaderWrite, w3c};
 use crate::request::{self, Handled, parse_status};
 use crate::sampling::{Sampler, SharedStore, StoreError};
-use crate::span::{ServerSpan, SpanResource, encode_export_request};
+use crate::span::{ServerSpan, SpanResource};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, Bytes, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{
+    Action, BufferType, Bytes, ContextType, LogLevel, MapType, MetricType, Status,
+};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
-/// One log line about failing exports per this interval, at most.
+/// One log line about failing exports (and one about dropped spans) per this interval, at most.
 const EXPORT_FAILURE_LOG_INTERVAL_NANOS: u64 = 10_000_000_000;
 
 proxy_wasm::main! {{
@@ -46,25 +50,49 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         let _ = hostcalls::log(LogLevel::Critical, &format!("panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TracingRoot::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(TracingRoot { context_id, vm: None })
+    });
 }}
 
-/// State shared by the root context and the HTTP contexts of one VM (one thread).
+/// State shared by a root context and its HTTP contexts (one plugin configuration in one VM,
+/// on one thread).
 struct Vm {
     config: FilterConfig,
-    resource: SpanResource,
     buffer: SpanBuffer,
     metrics: Metrics,
     sampler: Sampler,
     ids: RandomIdGenerator,
+    /// The root context's own shared queue: an HTTP context that fills a batch enqueues to it,
+    /// so that the root context flushes at once (only the root context gets the answers to
+    /// its calls: see `docs/export.md`).
+    wake_queue: Option<u32>,
+    wake_pending: bool,
+    /// Gauge values last published to the host.
+    published: Level,
+    /// `on_done` came: everything left is sent, then `proxy_done` is called once.
+    drain: Drain,
     export_failures: LogThrottle,
+    drops: LogThrottle,
+}
+
+/// Where the root context is in its shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// Serving.
+    No,
+    /// `on_done` answered "not yet": sending what is left.
+    Draining,
+    /// `proxy_done` was called.
+    Done,
 }
 
 type SharedVm = Rc<RefCell<Vm>>;
 
-/// The VM's root context: configuration and export.
-#[derive(Default)]
+/// A root context: configuration and export. Envoy makes one per plugin configuration and VM;
+/// a new configuration gets a new root context while the old one finishes (`on_done`).
 struct TracingRoot {
+    context_id: u32,
     vm: Option<SharedVm>,
 }
 
@@ -89,49 +117,83 @@ impl Context for TracingRoot {
     fn on_http_call_response(
         &mut self,
         token: u32,
-        _headers: usize,
-        _body: usize,
-        _trailers: usize,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
     ) {
         let Some(vm) = &self.vm else { return };
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
-        let outcome = call_outcome(status.as_deref());
-        let mut vm = vm.borrow_mut();
-        let Some(done) = vm.buffer.complete(token, outcome) else {
-            return;
+        // When the call fails after its response began (a reset, or a response over the buffer
+        // limit), Envoy calls back with no headers, and reading the map then answers
+        // BadArgument, on which the SDK panics: read only what is there.
+        let header = |name: &str| {
+            (num_headers > 0)
+                .then(|| hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name))
+                .and_then(|read| read.ok().flatten())
         };
-        let spans = i64::try_from(done.spans).unwrap_or(i64::MAX);
-        vm.metrics.add(Metric::SpansPending, -spans);
-        match outcome {
-            CallOutcome::Accepted => {
-                vm.metrics.add(Metric::ExportCallsOk, 1);
-                vm.metrics.add(Metric::SpansExported, spans);
-            }
-            CallOutcome::Failed => {
-                vm.metrics.add(Metric::ExportCallsFailed, 1);
-                vm.metrics.add(Metric::SpansDroppedExportFailed, spans);
-                let status =
-                    String::from_utf8_lossy(status.as_deref().unwrap_or(b"none")).into_owned();
-                vm.log_export_failure(
-                    &format!("export call answered :status {status}"),
-                    done.spans,
-                );
-            }
+        let status = header(":status");
+        let retry_after = header("retry-after");
+        let body = (body_size > 0 && answer::needs_body(status.as_deref()))
+            .then(|| {
+                let len = body_size.min(answer::MAX_BODY_READ);
+                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, len)
+            })
+            .and_then(|read| read.ok().flatten());
+        let now = now_unix_nanos();
+        let response = Response {
+            status: status.as_deref(),
+            retry_after: retry_after.as_deref(),
+            body: body.as_deref(),
+        };
+        let answer = answer::classify(&response, answer::system_time(now));
+        let mut vm = vm.borrow_mut();
+        if let Some(settled) = vm.buffer.settle(token, answer, now) {
+            vm.count_settled(
+                &settled,
+                &String::from_utf8_lossy(status.as_deref().unwrap_or(b"none")),
+            );
         }
+        // A call slot is free: send what fills a batch, or everything when shutting down.
+        let flush = if vm.drain == Drain::No {
+            Flush::Full
+        } else {
+            Flush::All
+        };
+        vm.flush(flush);
+    }
+
+    /// The plugin configuration is going away (a new one replaced it, or the listener was
+    /// removed): send everything left, and tell the host to wait until the answers came.
+    fn on_done(&mut self) -> bool {
+        let Some(vm) = &self.vm else { return true };
+        let mut vm = vm.borrow_mut();
+        vm.flush(Flush::Drain);
+        let level = vm.buffer.level();
+        log::info!(
+            "root context {} done: {} spans buffered, {} in flight{}",
+            self.context_id,
+            level.buffered_spans,
+            level.in_flight_spans,
+            if vm.buffer.is_empty() {
+                ""
+            } else {
+                "; draining"
+            }
+        );
+        if vm.buffer.is_empty() {
+            vm.drain = Drain::Done;
+            return true;
+        }
+        // The answers (or the ticks, for kept batches) finish the drain: `finish_drain`.
+        vm.drain = Drain::Draining;
+        false
     }
 }
 
 impl RootContext for TracingRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        )
-        .ok()
-        .flatten();
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten();
         let config = match FilterConfig::parse(bytes.as_deref()) {
             Ok(config) => config,
             Err(e) => {
@@ -152,30 +214,36 @@ impl RootContext for TracingRoot {
         };
         sampler.ensure_buckets(&HostSharedData, now_unix_nanos());
         let rules = sampler.rules().len();
-        let resource = SpanResource {
+        let template = BatchTemplate::new(&SpanResource {
             service_name: config.service_name.clone(),
-        };
+        });
+        log::info!("root context {} configured", self.context_id);
         match &self.vm {
-            // Reconfiguration keeps what is buffered and in flight.
+            // The same root context configured again: what is buffered and in flight stays,
+            // and leaves now under the new settings.
             Some(vm) => {
                 let mut vm = vm.borrow_mut();
-                vm.buffer.reconfigure(&config.exporter);
-                vm.resource = resource;
+                vm.buffer.reconfigure(&config.exporter, template);
                 vm.sampler = sampler;
                 vm.metrics.define_sampling_rules(rules);
                 vm.config = config;
+                vm.flush(Flush::All);
             }
             None => {
                 let mut metrics = Metrics::define(Metric::all());
                 metrics.define_sampling_rules(rules);
                 self.vm = Some(Rc::new(RefCell::new(Vm {
-                    buffer: SpanBuffer::new(&config.exporter),
+                    buffer: SpanBuffer::new(&config.exporter, template),
                     config,
-                    resource,
                     metrics,
                     sampler,
                     ids: RandomIdGenerator,
+                    wake_queue: register_wake_queue(self.context_id),
+                    wake_pending: false,
+                    published: Level::default(),
+                    drain: Drain::No,
                     export_failures: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
+                    drops: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
                 })));
             }
         }
@@ -184,8 +252,19 @@ impl RootContext for TracingRoot {
 
     fn on_tick(&mut self) {
         if let Some(vm) = &self.vm {
-            vm.borrow_mut().flush();
+            vm.borrow_mut().flush_unless_draining(Flush::All);
         }
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        let Some(vm) = &self.vm else { return };
+        let mut vm = vm.borrow_mut();
+        if vm.wake_queue != Some(queue_id) {
+            return;
+        }
+        while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue_id) {}
+        vm.wake_pending = false;
+        vm.flush(Flush::Full);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -203,10 +282,11 @@ impl RootContext for TracingRoot {
 // === impl Vm ===
 
 impl Vm {
-    /// Sends every batch the buffer releases, up to the cap on calls in flight.
-    fn flush(&mut self) {
-        while let Some(batch) = self.buffer.next_batch() {
-            let body = encode_export_request(&self.resource, &batch);
+    /// Sends the batches `flush` releases, up to the cap on calls in flight; publishes the
+    /// gauges; completes a drain that has nothing left.
+    fn flush(&mut self, flush: Flush) {
+        let now = now_unix_nanos();
+        while let Some(batch) = self.buffer.next_batch(flush, now) {
             let exporter = &self.config.exporter;
             let headers = vec![
                 (":method", "POST"),
@@ -217,24 +297,162 @@ impl Vm {
             let sent = hostcalls::dispatch_http_call(
                 &exporter.cluster,
                 headers,
-                Some(&body),
+                Some(&batch.body),
                 vec![],
                 exporter.timeout(),
             );
             match sent {
-                Ok(token) => self.buffer.dispatched(token, batch.len()),
+                Ok(token) => self.buffer.dispatched(token, batch),
                 Err(status) => {
-                    let spans = i64::try_from(batch.len()).unwrap_or(i64::MAX);
-                    self.metrics.add(Metric::SpansPending, -spans);
-                    self.metrics.add(Metric::ExportCallsFailed, 1);
-                    self.metrics.add(Metric::SpansDroppedExportFailed, spans);
-                    let why = format!(
-                        "dispatch to cluster `{}` refused: {status:?}",
-                        exporter.cluster
-                    );
-                    self.log_export_failure(&why, batch.len());
+                    let settled = self.buffer.dispatch_failed(batch, now);
+                    self.count_settled(&settled, &format!("{status:?} at dispatch"));
+                    // The kept batch waits for the next tick; so does everything else.
+                    break;
                 }
             }
+        }
+        self.publish_levels();
+        if self.drain == Drain::Draining {
+            self.finish_drain();
+        }
+    }
+
+    /// Flushes `normal`ly, or everything when draining.
+    fn flush_unless_draining(&mut self, normal: Flush) {
+        let flush = if self.drain == Drain::No {
+            normal
+        } else {
+            Flush::Drain
+        };
+        self.flush(flush);
+    }
+
+    /// A finished span: counted, and buffered when sampled. Wakes the root context when a
+    /// batch is full.
+    fn finish(&mut self, span: &ServerSpan) {
+        self.metrics.add(Metric::SpansActive, -1);
+        if !span.context.flags.is_sampled() {
+            self.metrics.add(Metric::SpansNotSampled, 1);
+            return;
+        }
+        self.metrics.add(Metric::SpansSampled, 1);
+        match self.buffer.push(span_field(span)) {
+            Push::Buffered => {
+                self.publish_levels();
+                if self.buffer.batch_ready() {
+                    self.wake();
+                }
+            }
+            Push::Dropped(reason) => self.count_dropped(reason, 1),
+        }
+    }
+
+    /// Asks the root context to flush, through its queue (once until it has).
+    fn wake(&mut self) {
+        if self.wake_pending {
+            return;
+        }
+        if let Some(queue) = self.wake_queue {
+            self.wake_pending = hostcalls::enqueue_shared_queue(queue, Some(b"flush")).is_ok();
+        }
+    }
+
+    /// Counts how a batch ended, and logs failures (rate-limited).
+    fn count_settled(&mut self, settled: &Settled, answer: &str) {
+        match settled.failure {
+            None => self.metrics.add(Metric::ExportCallsOk, 1),
+            Some(cause) => {
+                self.metrics.add(Metric::ExportCallsFailed, 1);
+                self.metrics.add(Metric::ExportCallsFailedBy(cause), 1);
+            }
+        }
+        self.metrics
+            .add(Metric::SpansExported, count(settled.exported));
+        if settled.kept {
+            self.metrics.add(Metric::ExportBatchesRetried, 1);
+        }
+        if let Some((reason, spans)) = settled.dropped {
+            self.count_dropped(reason, spans);
+        }
+        let now = now_unix_nanos();
+        if let Some(cause) = settled.failure
+            && let Some(suppressed) = self.export_failures.allow(now)
+        {
+            let fate = if settled.kept {
+                "kept for one retry"
+            } else {
+                "dropped"
+            };
+            log::warn!(
+                "export call failed ({}, answer {answer}); its spans were {fate} \
+                 ({suppressed} similar failures not logged)",
+                cause.name()
+            );
+        }
+        if !settled.message.is_empty()
+            && let Some(suppressed) = self.export_failures.allow(now)
+        {
+            log::warn!(
+                "the collector rejected part of a batch: {} ({suppressed} similar not logged)",
+                settled.message
+            );
+        }
+    }
+
+    fn count_dropped(&mut self, reason: DropReason, spans: usize) {
+        self.metrics.add(Metric::SpansDropped(reason), count(spans));
+        if let Some(suppressed) = self.drops.allow(now_unix_nanos()) {
+            log::warn!(
+                "{spans} spans dropped ({}); {suppressed} earlier drops not logged",
+                reason.name()
+            );
+        }
+    }
+
+    /// Brings the gauges to the buffer's level (deltas, so that the VMs' values add up).
+    fn publish_levels(&mut self) {
+        let level = self.buffer.level();
+        let old = std::mem::replace(&mut self.published, level);
+        for (metric, new, old) in [
+            (
+                Metric::ExportBufferedSpans,
+                level.buffered_spans,
+                old.buffered_spans,
+            ),
+            (
+                Metric::ExportBufferedBytes,
+                level.buffered_bytes,
+                old.buffered_bytes,
+            ),
+            (
+                Metric::ExportInFlightSpans,
+                level.in_flight_spans,
+                old.in_flight_spans,
+            ),
+            (
+                Metric::ExportInFlightBytes,
+                level.in_flight_bytes,
+                old.in_flight_bytes,
+            ),
+            (
+                Metric::ExportInFlightCalls,
+                level.in_flight_calls,
+                old.in_flight_calls,
+            ),
+        ] {
+            if new != old {
+                self.metrics.add(metric, count(new) - count(old));
+            }
+        }
+    }
+
+    /// Ends a drain (`on_done` answered false) once nothing is left: `proxy_done`, once.
+    /// Only called outside `on_done` (the host knows of the pending drain only after it).
+    fn finish_drain(&mut self) {
+        if self.drain == Drain::Draining && self.buffer.is_empty() {
+            self.drain = Drain::Done;
+            log::info!("drained: every span settled");
+            let _ = hostcalls::done();
         }
     }
 
@@ -265,12 +483,7 @@ impl Vm {
             );
         }
         self.metrics.add(Metric::SpansStarted, 1);
-    }
-
-    fn log_export_failure(&mut self, why: &str, spans: usize) {
-        if let Some(suppressed) = self.export_failures.allow(now_unix_nanos()) {
-            log::warn!("{why}; {spans} spans dropped ({suppressed} similar failures not logged)");
-        }
+        self.metrics.add(Metric::SpansActive, 1);
     }
 }
 
@@ -335,16 +548,19 @@ impl HttpContext for TracingHttp {
         let (Some(vm), Some(mut span)) = (&self.vm, self.span.take()) else {
             return;
         };
-        let mut vm = vm.borrow_mut();
         span.end_unix_nanos = now_unix_nanos();
-        if !span.context.flags.is_sampled() {
-            vm.metrics.add(Metric::SpansNotSampled, 1);
-            return;
-        }
-        vm.metrics.add(Metric::SpansSampled, 1);
-        match vm.buffer.push(span) {
-            Push::Buffered => vm.metrics.add(Metric::SpansPending, 1),
-            Push::Dropped => vm.metrics.add(Metric::SpansDroppedBufferFull, 1),
+        vm.borrow_mut().finish(&span);
+    }
+}
+
+impl Drop for TracingHttp {
+    /// A stream whose context goes away without `on_log` never finished its span: counted.
+    fn drop(&mut self) {
+        if let (Some(vm), Some(_)) = (&self.vm, self.span.take())
+            && let Ok(mut vm) = vm.try_borrow_mut()
+        {
+            vm.metrics.add(Metric::SpansActive, -1);
+            vm.count_dropped(DropReason::Unfinished, 1);
         }
     }
 }
@@ -380,7 +596,11 @@ impl Metrics {
         self.define_each(Metric::sampling_rules(rules));
     }
 
+    /// Adds `delta` (Envoy refuses a counter increment of zero, so none is made).
     fn add(&self, metric: Metric, delta: i64) {
+        if delta == 0 {
+            return;
+        }
         if let Some(&id) = self.ids.get(&metric) {
             let _ = hostcalls::increment_metric(id, delta);
         }
@@ -423,4 +643,20 @@ fn now_unix_nanos() -> u64 {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Registers the root context's wake-up queue under a name no other VM or root context uses
+/// (Envoy scopes queue names by `vm_id` only, and a second registration of a name takes the
+/// queue over). `None` if the host refuses: full batches then wait for the tick.
+fn register_wake_queue(context_id: u32) -> Option<u32> {
+    let name = format!(
+        "meshtrace.flush.{:016x}.{context_id}",
+        rand::random::<u64>()
+    );
+    hostcalls::register_shared_queue(&name).ok()
+}
+
+/// A span count as a metric delta.
+fn count(spans: usize) -> i64 {
+    i64::try_from(spans).unwrap_or(i64::MAX)
 }

@@ -4,10 +4,19 @@
 //! Names use `_` only: Envoy turns dots into `_` for Prometheus, so a dotted and an underscored
 //! name would collide there. Values are summed over every VM of the process.
 //!
-//! Accounting: `spans_started = spans_not_sampled + spans_exported + spans_dropped_* +
-//! spans_pending` at any moment, and every started span has one sampling decision:
+//! Accounting (`docs/export.md`), summed over the VMs and true after every callback of each:
+//!
+//! ```text
+//! spans_started_total = spans_active + spans_not_sampled_total + spans_exported_total
+//!                     + Σ_reason spans_dropped_<reason>_total
+//!                     + export_buffered_spans + export_in_flight_spans
+//! ```
+//!
+//! and every started span has one sampling decision:
 //! `spans_started = Σ meshtrace_sampling_{sampled,not_sampled}_<reason>_total`.
 
+use crate::export::DropReason;
+use crate::export::answer::FailureCause;
 use crate::propagation::{Format, Part};
 use crate::sampling::{Decision, Reason};
 use std::borrow::Cow;
@@ -41,18 +50,30 @@ pub enum Metric {
     SpansSampled,
     /// Spans not sampled (never exported).
     SpansNotSampled,
-    /// Spans the shim accepted (2xx).
+    /// Spans started whose stream has not ended yet.
+    SpansActive,
+    /// Spans the collector accepted (2xx, minus `partial_success.rejected_spans`).
     SpansExported,
-    /// Spans dropped because the VM's buffer was full.
-    SpansDroppedBufferFull,
-    /// Spans dropped because their export call failed.
-    SpansDroppedExportFailed,
+    /// Sampled spans dropped, by reason.
+    SpansDropped(DropReason),
     /// Export calls answered 2xx.
     ExportCallsOk,
     /// Export calls that failed: refused at dispatch, non-2xx, timeout or connection failure.
     ExportCallsFailed,
-    /// Sampled spans buffered or in flight, not yet settled.
-    SpansPending,
+    /// Failed export calls, by cause.
+    ExportCallsFailedBy(FailureCause),
+    /// Batches kept after a retryable failure for one later try.
+    ExportBatchesRetried,
+    /// Spans waiting in the buffer (pending or kept for a retry).
+    ExportBufferedSpans,
+    /// Encoded bytes of those spans.
+    ExportBufferedBytes,
+    /// Spans in export calls not answered yet.
+    ExportInFlightSpans,
+    /// Encoded bytes of those spans.
+    ExportInFlightBytes,
+    /// Export calls not answered yet.
+    ExportInFlightCalls,
     /// Failed writes or removals of propagation headers on the upstream request or of the
     /// trace response header.
     HeaderWriteFailed,
@@ -88,12 +109,19 @@ impl Metric {
             Metric::PropagationStopped,
             Metric::SpansSampled,
             Metric::SpansNotSampled,
+            Metric::SpansActive,
             Metric::SpansExported,
-            Metric::SpansDroppedBufferFull,
-            Metric::SpansDroppedExportFailed,
-            Metric::ExportCallsOk,
-            Metric::ExportCallsFailed,
-            Metric::SpansPending,
+        ]);
+        all.extend(DropReason::ALL.map(Metric::SpansDropped));
+        all.extend([Metric::ExportCallsOk, Metric::ExportCallsFailed]);
+        all.extend(FailureCause::ALL.map(Metric::ExportCallsFailedBy));
+        all.extend([
+            Metric::ExportBatchesRetried,
+            Metric::ExportBufferedSpans,
+            Metric::ExportBufferedBytes,
+            Metric::ExportInFlightSpans,
+            Metric::ExportInFlightBytes,
+            Metric::ExportInFlightCalls,
             Metric::HeaderWriteFailed,
         ]);
         for reason in Reason::ALL {
@@ -153,12 +181,25 @@ impl Metric {
             Metric::PropagationStopped => "meshtrace_propagation_stopped_total",
             Metric::SpansSampled => "meshtrace_spans_sampled_total",
             Metric::SpansNotSampled => "meshtrace_spans_not_sampled_total",
+            Metric::SpansActive => "meshtrace_spans_active",
             Metric::SpansExported => "meshtrace_spans_exported_total",
-            Metric::SpansDroppedBufferFull => "meshtrace_spans_dropped_buffer_full_total",
-            Metric::SpansDroppedExportFailed => "meshtrace_spans_dropped_export_failed_total",
+            Metric::SpansDropped(reason) => {
+                return Cow::Owned(format!("meshtrace_spans_dropped_{}_total", reason.name()));
+            }
             Metric::ExportCallsOk => "meshtrace_export_calls_ok_total",
             Metric::ExportCallsFailed => "meshtrace_export_calls_failed_total",
-            Metric::SpansPending => "meshtrace_spans_pending",
+            Metric::ExportCallsFailedBy(cause) => {
+                return Cow::Owned(format!(
+                    "meshtrace_export_calls_failed_{}_total",
+                    cause.name()
+                ));
+            }
+            Metric::ExportBatchesRetried => "meshtrace_export_batches_retried_total",
+            Metric::ExportBufferedSpans => "meshtrace_export_buffered_spans",
+            Metric::ExportBufferedBytes => "meshtrace_export_buffered_bytes",
+            Metric::ExportInFlightSpans => "meshtrace_export_in_flight_spans",
+            Metric::ExportInFlightBytes => "meshtrace_export_in_flight_bytes",
+            Metric::ExportInFlightCalls => "meshtrace_export_in_flight_calls",
             Metric::HeaderWriteFailed => "meshtrace_header_write_failed_total",
             Metric::SamplingDecision(sampled, reason) => {
                 return Cow::Owned(format!(
@@ -181,7 +222,12 @@ impl Metric {
     /// Counter or gauge.
     pub fn kind(self) -> Kind {
         match self {
-            Metric::SpansPending => Kind::Gauge,
+            Metric::SpansActive
+            | Metric::ExportBufferedSpans
+            | Metric::ExportBufferedBytes
+            | Metric::ExportInFlightSpans
+            | Metric::ExportInFlightBytes
+            | Metric::ExportInFlightCalls => Kind::Gauge,
             _ => Kind::Counter,
         }
     }
@@ -240,6 +286,28 @@ mod tests {
         assert_eq!(
             Metric::ContextExtractedBy(Format::B3multi).name(),
             "meshtrace_context_extracted_b3multi_total"
+        );
+    }
+
+    #[test]
+    fn every_drop_reason_and_failure_cause_has_a_metric() {
+        let all = Metric::all();
+        for reason in DropReason::ALL {
+            assert!(all.contains(&Metric::SpansDropped(reason)), "{reason:?}");
+        }
+        for cause in FailureCause::ALL {
+            assert!(
+                all.contains(&Metric::ExportCallsFailedBy(cause)),
+                "{cause:?}"
+            );
+        }
+        assert_eq!(
+            Metric::SpansDropped(DropReason::RetryNoRoom).name(),
+            "meshtrace_spans_dropped_retry_no_room_total"
+        );
+        assert_eq!(
+            Metric::ExportCallsFailedBy(FailureCause::Connect).name(),
+            "meshtrace_export_calls_failed_connect_total"
         );
     }
 
