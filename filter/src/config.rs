@@ -144,19 +144,6 @@ pub struct ExporterConfig {
     pub max_calls_in_flight: u32,
     /// Longest wait a `Retry-After` answer can impose before the kept batch is tried again.
     pub max_retry_delay_ms: u32,
-    /// EVALUATION PROTOTYPE (docs/export.md): hand finished spans to a singleton exporter VM
-    /// through this proxy-wasm shared queue instead of batching them in each worker's VM.
-    pub shared_queue: Option<SharedQueue>,
-}
-
-/// A proxy-wasm shared queue registered by the singleton exporter VM.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SharedQueue {
-    /// `vm_config.vm_id` of the exporter VM.
-    pub vm_id: String,
-    /// Queue name.
-    pub name: String,
 }
 
 /// A configuration the filter refuses, with the field at fault.
@@ -387,7 +374,6 @@ impl Default for ExporterConfig {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
             max_retry_delay_ms: DEFAULT_MAX_RETRY_DELAY_MS,
-            shared_queue: None,
         }
     }
 }

@@ -51,7 +51,7 @@ proxy_wasm::main! {{
         let _ = hostcalls::log(LogLevel::Critical, &format!("panic: {info}"));
     }));
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(TracingRoot { context_id, vm: None, exporter_queue: None })
+        Box::new(TracingRoot { context_id, vm: None })
     });
 }}
 
@@ -70,8 +70,6 @@ struct Vm {
     wake_pending: bool,
     /// Gauge values last published to the host.
     published: Level,
-    /// EVALUATION PROTOTYPE: the singleton exporter's queue, once resolved.
-    handoff: Option<u32>,
     /// `on_done` came: everything left is sent, then `proxy_done` is called once.
     drain: Drain,
     export_failures: LogThrottle,
@@ -96,13 +94,7 @@ type SharedVm = Rc<RefCell<Vm>>;
 struct TracingRoot {
     context_id: u32,
     vm: Option<SharedVm>,
-    /// EVALUATION PROTOTYPE: the singleton exporter's span queue (root id
-    /// [`EXPORTER_ROOT_ID`], loaded as a `bootstrap_extensions` Wasm service).
-    exporter_queue: Option<u32>,
 }
-
-/// EVALUATION PROTOTYPE: the root id of the singleton exporter.
-const EXPORTER_ROOT_ID: &[u8] = b"meshtrace_exporter";
 
 /// One HTTP stream's context: its span, from request headers to the end of the stream.
 struct TracingHttp {
@@ -249,28 +241,11 @@ impl RootContext for TracingRoot {
                     wake_queue: register_wake_queue(self.context_id),
                     wake_pending: false,
                     published: Level::default(),
-                    handoff: None,
                     drain: Drain::No,
                     export_failures: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
                     drops: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
                 })));
             }
-        }
-        let root_id = hostcalls::get_property(vec!["plugin_root_id"])
-            .ok()
-            .flatten();
-        if root_id.as_deref() == Some(EXPORTER_ROOT_ID) && self.exporter_queue.is_none() {
-            let name = self.vm.as_ref().and_then(|vm| {
-                let vm = vm.borrow();
-                vm.config
-                    .exporter
-                    .shared_queue
-                    .as_ref()
-                    .map(|q| q.name.clone())
-            });
-            self.exporter_queue =
-                name.and_then(|name| hostcalls::register_shared_queue(&name).ok());
-            log::info!("exporter queue registered: {:?}", self.exporter_queue);
         }
         true
     }
@@ -284,15 +259,6 @@ impl RootContext for TracingRoot {
     fn on_queue_ready(&mut self, queue_id: u32) {
         let Some(vm) = &self.vm else { return };
         let mut vm = vm.borrow_mut();
-        if self.exporter_queue == Some(queue_id) {
-            while let Ok(Some(field)) = hostcalls::dequeue_shared_queue(queue_id) {
-                if let Push::Dropped(reason) = vm.buffer.push(field) {
-                    vm.count_dropped(reason, 1);
-                }
-            }
-            vm.flush(Flush::Full);
-            return;
-        }
         if vm.wake_queue != Some(queue_id) {
             return;
         }
@@ -370,20 +336,6 @@ impl Vm {
             return;
         }
         self.metrics.add(Metric::SpansSampled, 1);
-        if let Some(queue) = &self.config.exporter.shared_queue {
-            if self.handoff.is_none() {
-                self.handoff = hostcalls::resolve_shared_queue(&queue.vm_id, &queue.name)
-                    .ok()
-                    .flatten();
-            }
-            let sent = self
-                .handoff
-                .map(|q| hostcalls::enqueue_shared_queue(q, Some(&span_field(span))));
-            if sent.is_none_or(|r| r.is_err()) {
-                self.count_dropped(DropReason::BufferFull, 1);
-            }
-            return;
-        }
         match self.buffer.push(span_field(span)) {
             Push::Buffered => {
                 self.publish_levels();
