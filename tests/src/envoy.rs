@@ -3,6 +3,7 @@
 
 use anyhow::{Context, anyhow, bail};
 use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -104,8 +105,8 @@ impl Envoy {
             .arg(&admin_file)
             .current_dir(repo_root())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(dir.path().join("envoy.stderr"))?)
+            .stdout(std::fs::File::create(dir.path().join("envoy.stdout"))?)
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("spawning envoy")?;
         let mut envoy = Self {
@@ -176,6 +177,34 @@ impl Envoy {
             .with_context(|| format!("stat {name}"))
     }
 
+    /// Every counter and gauge of the admin `/stats`, read in one request.
+    pub async fn stats(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let text = reqwest::get(format!("http://{}/stats", self.admin))
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Bytes Envoy's allocator holds for the process (admin `/memory`, `allocated`): the Wasm
+    /// VMs' linear memories included.
+    pub async fn memory_allocated(&self) -> anyhow::Result<u64> {
+        let memory: serde_json::Value = reqwest::get(format!("http://{}/memory", self.admin))
+            .await?
+            .json()
+            .await?;
+        memory["allocated"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("no allocated in /memory: {memory}"))
+    }
+
     /// Everything Envoy logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -221,16 +250,89 @@ pub fn validate_plugin_config(plugin_config: &str) -> anyhow::Result<(bool, Stri
     Ok((output.status.success(), log))
 }
 
-fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
-    let filters = at(listener, &["filter_chains"])?
+/// The filter delivered by ECDS instead: `config_yaml` (from [`local_config`]) with the wasm
+/// filter replaced by a `config_discovery` entry reading the file `ecds_path`, whose directory
+/// Envoy watches (an atomic rename there reconfigures the filter, as a control plane's push
+/// would). Returns the new configuration and the filter's `Wasm` config for [`write_ecds`].
+pub fn with_ecds(config_yaml: &str, ecds_path: &Path) -> anyhow::Result<(String, Value)> {
+    let mut doc: Value = serde_yaml_ng::from_str(config_yaml)?;
+    let node = serde_yaml_ng::from_str("{id: meshtrace-test, cluster: meshtrace-test}")?;
+    set_key(&mut doc, "node", node)?;
+    let listener = at(&mut doc, &["static_resources", "listeners"])?
+        .get_mut(0)
+        .ok_or_else(|| anyhow!("no listener"))?;
+    let filters = http_filters(listener)?;
+    let wasm = filters
+        .iter_mut()
+        .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
+        .ok_or_else(|| anyhow!("no envoy.filters.http.wasm filter"))?;
+    let typed_config = wasm
+        .get("typed_config")
+        .cloned()
+        .ok_or_else(|| anyhow!("no typed_config"))?;
+    let dir = ecds_path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no directory", ecds_path.display()))?;
+    *wasm = serde_yaml_ng::from_str(&format!(
+        "name: meshtrace
+config_discovery:
+  config_source:
+    path_config_source:
+      path: {}
+      watched_directory: {{path: {}}}
+  type_urls: [type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm]",
+        ecds_path.display(),
+        dir.display()
+    ))?;
+    Ok((serde_yaml_ng::to_string(&doc)?, typed_config))
+}
+
+/// Writes the ECDS resource `meshtrace` (the `Wasm` filter config `wasm` with
+/// `plugin_config` as its configuration) to `path` atomically: a temporary file in the same
+/// directory, then a rename.
+pub fn write_ecds(path: &Path, wasm: &Value, plugin_config: &str) -> anyhow::Result<()> {
+    let mut wasm = wasm.clone();
+    set(
+        &mut wasm,
+        &["config", "configuration", "value"],
+        plugin_config.into(),
+    )?;
+    let mut resource: Value = serde_yaml_ng::from_str(
+        "{'@type': type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig, name: meshtrace}",
+    )?;
+    set_key(&mut resource, "typed_config", wasm)?;
+    let mut file: Value = serde_yaml_ng::from_str("{resources: []}")?;
+    at(&mut file, &["resources"])?
+        .as_sequence_mut()
+        .ok_or_else(|| anyhow!("resources is not a list"))?
+        .push(resource);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_yaml_ng::to_string(&file)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn set_key(value: &mut Value, key: &str, new: Value) -> anyhow::Result<()> {
+    value
+        .as_mapping_mut()
+        .ok_or_else(|| anyhow!("not a mapping"))?
+        .insert(key.into(), new);
+    Ok(())
+}
+
+fn http_filters(listener: &mut Value) -> anyhow::Result<&mut Vec<Value>> {
+    at(listener, &["filter_chains"])?
         .get_mut(0)
         .and_then(|chain| chain.get_mut("filters"))
         .and_then(|filters| filters.get_mut(0))
         .and_then(|hcm| hcm.get_mut("typed_config"))
         .and_then(|hcm| hcm.get_mut("http_filters"))
         .and_then(Value::as_sequence_mut)
-        .ok_or_else(|| anyhow!("no http_filters"))?;
-    filters
+        .ok_or_else(|| anyhow!("no http_filters"))
+}
+
+fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
+    http_filters(listener)?
         .iter_mut()
         .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
         .and_then(|f| f.get_mut("typed_config"))

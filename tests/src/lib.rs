@@ -5,6 +5,7 @@
 //! Prerequisites are built by `make test` (`make wasm envoy`); a test that lacks one fails with
 //! the command that provides it, it never skips.
 
+pub mod accounting;
 pub mod browser;
 pub mod conformance;
 pub mod envoy;

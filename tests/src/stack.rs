@@ -6,9 +6,10 @@ use meshtrace_collector_shim::{Shim, ShimConfig};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::envoy::{Envoy, StackAddrs, local_config};
+use crate::envoy::{Envoy, StackAddrs, local_config, with_ecds, write_ecds};
 use crate::eventually;
 use crate::w3c::Traceparent;
 
@@ -27,6 +28,12 @@ pub struct StackOptions {
     pub shim_running: bool,
     /// Plugin configuration JSON.
     pub plugin_config: String,
+    /// When the shim is not running: where the shim cluster points (a scripted sink, or a
+    /// port where the shim starts later); a closed port when `None`.
+    pub exporter_addr: Option<SocketAddr>,
+    /// Deliver the filter by ECDS from a file in this directory, so that
+    /// [`Stack::reconfigure`] can change its configuration while Envoy runs.
+    pub ecds_dir: Option<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -34,6 +41,8 @@ impl Default for StackOptions {
         Self {
             shim_running: true,
             plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
+            exporter_addr: None,
+            ecds_dir: None,
         }
     }
 }
@@ -46,6 +55,8 @@ pub struct Stack {
     /// The shim, when running.
     pub shim: Option<Shim>,
     client: reqwest::Client,
+    /// The ECDS file and the filter's `Wasm` config, when the filter comes by ECDS.
+    ecds: Option<(PathBuf, serde_yaml_ng::Value)>,
 }
 
 /// The demo upstream's answer, as the client got it through Envoy.
@@ -75,13 +86,28 @@ impl Stack {
             let addr = shim.otlp_http_addr();
             (Some(shim), addr)
         } else {
-            (None, closed_port()?)
+            let addr = match options.exporter_addr {
+                Some(addr) => addr,
+                None => closed_port()?,
+            };
+            (None, addr)
         };
         let addrs = StackAddrs {
             upstream,
             shim: shim_addr,
         };
-        let envoy = Envoy::start(&local_config(&addrs, Some(&options.plugin_config))?).await?;
+        let mut config = local_config(&addrs, Some(&options.plugin_config))?;
+        let ecds = match &options.ecds_dir {
+            Some(dir) => {
+                let path = dir.join("meshtrace-filter.yaml");
+                let (with, wasm) = with_ecds(&config, &path)?;
+                write_ecds(&path, &wasm, &options.plugin_config)?;
+                config = with;
+                Some((path, wasm))
+            }
+            None => None,
+        };
+        let envoy = Envoy::start(&config).await?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -89,7 +115,17 @@ impl Stack {
             envoy,
             shim,
             client,
+            ecds,
         })
+    }
+
+    /// Gives the filter (delivered by ECDS) another configuration, as a control plane would.
+    pub fn reconfigure(&self, plugin_config: &str) -> anyhow::Result<()> {
+        let (path, wasm) = self
+            .ecds
+            .as_ref()
+            .ok_or_else(|| anyhow!("the stack was started without ecds_dir"))?;
+        write_ecds(path, wasm, plugin_config)
     }
 
     /// Sends `GET path` through Envoy with `headers` (raw bytes, so non-UTF-8 values go out as
@@ -103,15 +139,39 @@ impl Stack {
             );
         }
         let url = format!("http://{}{path}", self.envoy.listener);
-        let response = self.client.get(url).headers(map).send().await?;
-        let status = response.status().as_u16();
-        let response_headers = response.headers().clone();
-        let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
-        Ok(Echo {
-            status,
-            body,
-            response_headers,
-        })
+        Echo::read(self.client.get(url).headers(map).send().await?).await
+    }
+
+    /// Sends `count` requests `GET {prefix}/{i}` through Envoy, `parallel` at a time, and
+    /// returns every answer (in no particular order).
+    pub async fn load(
+        &self,
+        prefix: &str,
+        count: usize,
+        parallel: usize,
+    ) -> anyhow::Result<Vec<Echo>> {
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..parallel.max(1) {
+            let (client, next) = (self.client.clone(), next.clone());
+            let base = format!("http://{}{prefix}", self.envoy.listener);
+            workers.spawn(async move {
+                let mut echoes = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return anyhow::Ok(echoes);
+                    }
+                    let response = client.get(format!("{base}/{i}")).send().await?;
+                    echoes.push(Echo::read(response).await?);
+                }
+            });
+        }
+        let mut all = Vec::with_capacity(count);
+        while let Some(done) = workers.join_next().await {
+            all.extend(done??);
+        }
+        Ok(all)
     }
 
     /// Polls the shim's `/api/traces/{trace_id}` until the span `span_id` is there, and returns
@@ -180,6 +240,17 @@ fn attribute<'a>(holder: &'a Value, key: &str) -> Option<&'a Value> {
 }
 
 impl Echo {
+    async fn read(response: reqwest::Response) -> anyhow::Result<Self> {
+        let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
+        let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
+        Ok(Self {
+            status,
+            body,
+            response_headers,
+        })
+    }
+
     /// A header the upstream received (the first one, if repeated).
     pub fn header(&self, name: &str) -> Option<&str> {
         let value = &self.body["headers"][name];
@@ -249,7 +320,7 @@ fn pad32(id: &str) -> String {
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
-fn closed_port() -> anyhow::Result<SocketAddr> {
+pub fn closed_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }

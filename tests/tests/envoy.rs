@@ -6,6 +6,7 @@ use meshtrace_tests::repo_root;
 use meshtrace_tests::stack::{Stack, StackOptions};
 use meshtrace_tests::w3c::Traceparent;
 use serde_json::json;
+use std::time::Duration;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
@@ -185,42 +186,15 @@ async fn requests_succeed_while_the_shim_is_down() {
         assert_eq!(echo.status, 200);
         echo.traceparent().unwrap();
     }
-    // Every span ends up counted as dropped because its export failed (Envoy answers the
-    // call-out with 503 when the connection is refused); none is lost without a count.
-    let dropped = meshtrace_tests::eventually(std::time::Duration::from_secs(10), || async {
-        let dropped = stack
-            .envoy
-            .stat("wasmcustom.meshtrace_spans_dropped_export_failed_total")
-            .await
-            .ok()?;
-        (dropped == REQUESTS).then_some(dropped)
-    })
-    .await;
-    assert_eq!(dropped, Some(REQUESTS), "{}", stack.envoy.log());
-    assert!(
-        stack
-            .envoy
-            .stat("wasmcustom.meshtrace_export_calls_failed_total")
-            .await
-            .unwrap()
-            >= 1
-    );
-    assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.meshtrace_spans_exported_total")
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.meshtrace_spans_pending")
-            .await
-            .unwrap(),
-        0
-    );
+    // Envoy answers each call with 503 (connection refused); each batch is kept for one
+    // retry, then dropped: every span ends up counted, none is lost without a count.
+    let end = meshtrace_tests::accounting::settled(&stack.envoy, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(end.settled() && end.balanced(), "{end:?}\n{}", stack.envoy.log());
+    assert_eq!(end.dropped("retry_exhausted"), REQUESTS, "{end:?}");
+    assert!(end.calls_failed_by["connect"] >= 1);
+    assert_eq!(end.exported, 0);
 }
 
 #[test]
