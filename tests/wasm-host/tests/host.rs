@@ -112,7 +112,9 @@ fn header_writes_and_removals_reach_the_upstream() {
 fn queues_notify_their_owner_after_the_call() {
     let process = Process::new();
     let mut owner = probe_host(HostOptions::default().in_process(&process));
-    let mut sender = probe_host(HostOptions::default().in_process(&process));
+    // Every probe VM registers queue `probe` under its vm_id; as in Envoy the last registration
+    // of a name owns it, so the sender lives under another vm_id.
+    let mut sender = probe_host(HostOptions { vm_id: "sender".into(), ..HostOptions::default().in_process(&process) });
     assert_eq!(results(&mut sender, &["enqueue probe one", "enqueue probe two", "enqueue nope x"]), ["ok", "ok", "none"]);
     assert!(owner.logs_containing(LogLevel::Info, "dequeued").is_empty(), "not before the owner runs");
     owner.run_pending().unwrap();
@@ -160,7 +162,7 @@ fn grpc_calls_are_answered_on_the_root() {
     assert_eq!(call.messages, [b"ping".to_vec()]);
     let reply = GrpcReply { messages: vec![b"pong!".to_vec()], ..GrpcReply::default() };
     host.grpc_reply(1, reply).unwrap();
-    assert_eq!(host.logs_containing(LogLevel::Info, "grpc 1 closed 0 with 5 bytes").len(), 1);
+    assert_eq!(host.logs_containing(LogLevel::Info, "grpc 1 answered 0 with 5 bytes").len(), 1);
 }
 
 #[test]
