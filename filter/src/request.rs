@@ -80,9 +80,9 @@ pub fn parse_status(value: &[u8]) -> Option<u16> {
 mod tests {
     use super::*;
     // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    use crate::trace::{SpanId, TraceId};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use crate::trace::{SpanId, TraceId};
 
     /// Ids counting up from 1, so tests can name them.
     struct SequentialIds(u8);

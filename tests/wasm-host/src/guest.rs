@@ -121,9 +121,12 @@ pub(crate) fn read_string(c: &Ctx<'_>, ptr: i32, len: i32) -> Result<String, Fai
 /// Writes `bytes` at `ptr` in the module's memory.
 pub(crate) fn write(c: &mut Ctx<'_>, ptr: i32, bytes: &[u8]) -> Result<(), Fail> {
     let memory = c.data().memory.ok_or(Status::InternalFailure)?;
-    let target = range(ptr, i32::try_from(bytes.len()).map_err(|_| Status::BadArgument)?)
-        .and_then(|r| memory.data_mut(&mut *c).get_mut(r))
-        .ok_or(Status::InvalidMemoryAccess)?;
+    let target = range(
+        ptr,
+        i32::try_from(bytes.len()).map_err(|_| Status::BadArgument)?,
+    )
+    .and_then(|r| memory.data_mut(&mut *c).get_mut(r))
+    .ok_or(Status::InvalidMemoryAccess)?;
     target.copy_from_slice(bytes);
     Ok(())
 }
@@ -141,7 +144,12 @@ pub(crate) fn write_u64(c: &mut Ctx<'_>, ptr: i32, value: u64) -> Result<(), Fai
 /// Hands `bytes` to the module as Envoy does (`copyToPointerSize`): memory from the module's
 /// `proxy_on_memory_allocate`, its address and size written at `ptr_ptr` and `size_ptr`; an
 /// empty value is a null pointer and size 0.
-pub(crate) fn copy_out(c: &mut Ctx<'_>, bytes: &[u8], ptr_ptr: i32, size_ptr: i32) -> Result<(), Fail> {
+pub(crate) fn copy_out(
+    c: &mut Ctx<'_>,
+    bytes: &[u8],
+    ptr_ptr: i32,
+    size_ptr: i32,
+) -> Result<(), Fail> {
     let size = i32::try_from(bytes.len()).map_err(|_| Status::BadArgument)?;
     let mut address = 0;
     if size > 0 {

@@ -4,13 +4,17 @@ use crate::abi::{Action, LogLevel, MapType, Status};
 use crate::callout::{CallOut, Reply, Scheduled};
 use crate::headers::HeaderMap;
 use crate::process::{MetricValue, Process};
-use crate::state::{Delivery, GrpcCall, HostCall, LocalResponse, LogLine, State, Stream, Violation};
+use crate::state::{
+    Delivery, GrpcCall, HostCall, LocalResponse, LogLine, State, Stream, Violation,
+};
 use crate::{HostError, HostOptions, Injection, proxy, wasi};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
-use wasmtime::{Engine, Instance, Linker, Memory, Module, Store, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{
+    Engine, Instance, Linker, Memory, Module, Store, TypedFunc, WasmParams, WasmResults,
+};
 
 /// Answered call-outs kept for inspection; older ones are forgotten (their count is kept).
 const ANSWERED_HISTORY: usize = 1_000;
@@ -196,9 +200,20 @@ impl Host {
         if let Some(f) = host.exports.on_context_create.clone() {
             host.call("proxy_on_context_create", root, &f, (root as i32, 0))?;
         }
-        let vm_config_len = host.store.data().options.vm_config.as_ref().map_or(0, Vec::len);
+        let vm_config_len = host
+            .store
+            .data()
+            .options
+            .vm_config
+            .as_ref()
+            .map_or(0, Vec::len);
         if let Some(f) = host.exports.on_vm_start.clone() {
-            let ok = host.call("proxy_on_vm_start", root, &f, (root as i32, vm_config_len as i32))?;
+            let ok = host.call(
+                "proxy_on_vm_start",
+                root,
+                &f,
+                (root as i32, vm_config_len as i32),
+            )?;
             if ok == 0 {
                 return Err(host.refused("proxy_on_vm_start"));
             }
@@ -212,7 +227,13 @@ impl Host {
             return Ok(());
         };
         let root = self.store.data().root_id;
-        let len = self.store.data().options.plugin_config.as_ref().map_or(0, Vec::len);
+        let len = self
+            .store
+            .data()
+            .options
+            .plugin_config
+            .as_ref()
+            .map_or(0, Vec::len);
         self.store.data_mut().configuring = true;
         let ok = self.call("proxy_on_configure", root, &f, (root as i32, len as i32));
         self.store.data_mut().configuring = false;
@@ -261,7 +282,14 @@ impl Host {
         let n = map.len();
         self.stream_mut(stream)?.request_headers = map;
         let f = self.exports.on_request_headers.clone();
-        self.headers_phase(stream, MapType::RequestHeaders, f, "proxy_on_request_headers", n, end_of_stream)
+        self.headers_phase(
+            stream,
+            MapType::RequestHeaders,
+            f,
+            "proxy_on_request_headers",
+            n,
+            end_of_stream,
+        )
     }
 
     /// Delivers the response headers (`proxy_on_response_headers`).
@@ -275,7 +303,14 @@ impl Host {
         let n = map.len();
         self.stream_mut(stream)?.response_headers = map;
         let f = self.exports.on_response_headers.clone();
-        self.headers_phase(stream, MapType::ResponseHeaders, f, "proxy_on_response_headers", n, end_of_stream)
+        self.headers_phase(
+            stream,
+            MapType::ResponseHeaders,
+            f,
+            "proxy_on_response_headers",
+            n,
+            end_of_stream,
+        )
     }
 
     fn headers_phase(
@@ -292,7 +327,12 @@ impl Host {
             self.stream_mut(stream)?.live.remove(&map);
             return Ok(Action::Continue);
         };
-        let action = Action::from_abi(self.call(name, stream.0, &f, (stream.0 as i32, n as i32, i32::from(end_of_stream)))?);
+        let action = Action::from_abi(self.call(
+            name,
+            stream.0,
+            &f,
+            (stream.0 as i32, n as i32, i32::from(end_of_stream)),
+        )?);
         let s = self.stream_mut(stream)?;
         if action == Action::Continue {
             s.live.remove(&map);
@@ -305,21 +345,45 @@ impl Host {
     }
 
     /// Delivers a request body chunk (`proxy_on_request_body`); the body so far is buffered.
-    pub fn request_body(&mut self, stream: StreamId, chunk: &[u8], end_of_stream: bool) -> Result<Action, HostError> {
+    pub fn request_body(
+        &mut self,
+        stream: StreamId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HostError> {
         let s = self.stream_mut(stream)?;
         s.request_body.extend_from_slice(chunk);
         let len = s.request_body.len();
         let f = self.exports.on_request_body.clone();
-        self.body_phase(stream, crate::abi::BufferType::HttpRequestBody, f, "proxy_on_request_body", len, end_of_stream)
+        self.body_phase(
+            stream,
+            crate::abi::BufferType::HttpRequestBody,
+            f,
+            "proxy_on_request_body",
+            len,
+            end_of_stream,
+        )
     }
 
     /// Delivers a response body chunk (`proxy_on_response_body`).
-    pub fn response_body(&mut self, stream: StreamId, chunk: &[u8], end_of_stream: bool) -> Result<Action, HostError> {
+    pub fn response_body(
+        &mut self,
+        stream: StreamId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HostError> {
         let s = self.stream_mut(stream)?;
         s.response_body.extend_from_slice(chunk);
         let len = s.response_body.len();
         let f = self.exports.on_response_body.clone();
-        self.body_phase(stream, crate::abi::BufferType::HttpResponseBody, f, "proxy_on_response_body", len, end_of_stream)
+        self.body_phase(
+            stream,
+            crate::abi::BufferType::HttpResponseBody,
+            f,
+            "proxy_on_response_body",
+            len,
+            end_of_stream,
+        )
     }
 
     fn body_phase(
@@ -331,9 +395,16 @@ impl Host {
         len: usize,
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
-        let Some(f) = f else { return Ok(Action::Continue) };
+        let Some(f) = f else {
+            return Ok(Action::Continue);
+        };
         self.stream_mut(stream)?.body_live = Some(kind);
-        let result = self.call(name, stream.0, &f, (stream.0 as i32, len as i32, i32::from(end_of_stream)));
+        let result = self.call(
+            name,
+            stream.0,
+            &f,
+            (stream.0 as i32, len as i32, i32::from(end_of_stream)),
+        );
         self.stream_mut(stream)?.body_live = None;
         Ok(Action::from_abi(result?))
     }
@@ -348,7 +419,13 @@ impl Host {
         let n = map.len();
         self.stream_mut(stream)?.request_trailers = map;
         let f = self.exports.on_request_trailers.clone();
-        self.trailers_phase(stream, MapType::RequestTrailers, f, "proxy_on_request_trailers", n)
+        self.trailers_phase(
+            stream,
+            MapType::RequestTrailers,
+            f,
+            "proxy_on_request_trailers",
+            n,
+        )
     }
 
     /// Delivers response trailers (`proxy_on_response_trailers`).
@@ -361,7 +438,13 @@ impl Host {
         let n = map.len();
         self.stream_mut(stream)?.response_trailers = map;
         let f = self.exports.on_response_trailers.clone();
-        self.trailers_phase(stream, MapType::ResponseTrailers, f, "proxy_on_response_trailers", n)
+        self.trailers_phase(
+            stream,
+            MapType::ResponseTrailers,
+            f,
+            "proxy_on_response_trailers",
+            n,
+        )
     }
 
     fn trailers_phase(
@@ -372,9 +455,12 @@ impl Host {
         name: &'static str,
         n: usize,
     ) -> Result<Action, HostError> {
-        let Some(f) = f else { return Ok(Action::Continue) };
+        let Some(f) = f else {
+            return Ok(Action::Continue);
+        };
         self.stream_mut(stream)?.live.insert(map);
-        let action = Action::from_abi(self.call(name, stream.0, &f, (stream.0 as i32, n as i32))?);
+        let action =
+            Action::from_abi(self.call(name, stream.0, &f, (stream.0 as i32, n as i32))?);
         if action == Action::Continue {
             self.stream_mut(stream)?.live.remove(&map);
         }
@@ -433,7 +519,11 @@ impl Host {
     /// A value the filter stored with `set_property` on this stream (Envoy filter state
     /// `wasm.<name>`).
     pub fn filter_state(&self, stream: StreamId, name: &str) -> Result<Option<&[u8]>, HostError> {
-        Ok(self.stream_ref(stream)?.filter_state.get(name.as_bytes()).map(Vec::as_slice))
+        Ok(self
+            .stream_ref(stream)?
+            .filter_state
+            .get(name.as_bytes())
+            .map(Vec::as_slice))
     }
 
     /// The local response the filter sent on this stream, if any.
@@ -442,23 +532,41 @@ impl Host {
     }
 
     /// Streams the filter resumed (`proxy_continue_stream`) and closed (`proxy_close_stream`).
-    pub fn stream_controls(&self, stream: StreamId) -> Result<(Vec<crate::abi::StreamType>, Vec<crate::abi::StreamType>), HostError> {
+    pub fn stream_controls(
+        &self,
+        stream: StreamId,
+    ) -> Result<(Vec<crate::abi::StreamType>, Vec<crate::abi::StreamType>), HostError> {
         let s = self.stream_ref(stream)?;
         Ok((s.continued.clone(), s.closed.clone()))
     }
 
     /// Sets a property for this stream only (path segments as `get_property` sends them).
-    pub fn set_stream_property(&mut self, stream: StreamId, path: &[&str], value: impl Into<Vec<u8>>) -> Result<(), HostError> {
-        self.stream_mut(stream)?.properties.insert(path.join("\0").into_bytes(), value.into());
+    pub fn set_stream_property(
+        &mut self,
+        stream: StreamId,
+        path: &[&str],
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), HostError> {
+        self.stream_mut(stream)?
+            .properties
+            .insert(path.join("\0").into_bytes(), value.into());
         Ok(())
     }
 
     fn stream_ref(&self, stream: StreamId) -> Result<&Stream, HostError> {
-        self.store.data().streams.get(&stream.0).ok_or(HostError::UnknownStream(stream.0))
+        self.store
+            .data()
+            .streams
+            .get(&stream.0)
+            .ok_or(HostError::UnknownStream(stream.0))
     }
 
     fn stream_mut(&mut self, stream: StreamId) -> Result<&mut Stream, HostError> {
-        self.store.data_mut().streams.get_mut(&stream.0).ok_or(HostError::UnknownStream(stream.0))
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&stream.0)
+            .ok_or(HostError::UnknownStream(stream.0))
     }
 
     // === time ===
@@ -505,7 +613,12 @@ impl Host {
         let timeout = state
             .calls
             .values()
-            .filter_map(|c| Some((c.dispatched_at + u64::try_from(c.timeout?.as_nanos()).ok()?, c.token)))
+            .filter_map(|c| {
+                Some((
+                    c.dispatched_at + u64::try_from(c.timeout?.as_nanos()).ok()?,
+                    c.token,
+                ))
+            })
             .min()
             .map(|(at, token)| (at, 1, Event::Timeout(token)));
         let tick = state.next_tick.map(|at| (at, 2, Event::Tick));
@@ -549,11 +662,20 @@ impl Host {
         if reply == Reply::Never {
             return Ok(());
         }
-        let call = self.store.data_mut().calls.remove(&token).ok_or(HostError::UnknownToken(token))?;
+        let call = self
+            .store
+            .data_mut()
+            .calls
+            .remove(&token)
+            .ok_or(HostError::UnknownToken(token))?;
         let delivered = reply.materialize();
-        let sizes = delivered.as_ref().map_or((0, 0, 0), |(h, b, t)| (h.len(), b.len(), t.len()));
+        let sizes = delivered
+            .as_ref()
+            .map_or((0, 0, 0), |(h, b, t)| (h.len(), b.len(), t.len()));
         let state = self.store.data_mut();
-        state.delivery.grpc_status = delivered.is_none().then(|| (Status::BrokenConnection.code() as u32, b"reset".to_vec()));
+        state.delivery.grpc_status = delivered
+            .is_none()
+            .then(|| (Status::BrokenConnection.code() as u32, b"reset".to_vec()));
         state.delivery.call_response = delivered;
         if state.answered.len() == ANSWERED_HISTORY {
             state.answered.remove(0);
@@ -567,7 +689,13 @@ impl Host {
                 "proxy_on_http_call_response",
                 root,
                 &f,
-                (root as i32, token as i32, sizes.0 as i32, sizes.1 as i32, sizes.2 as i32),
+                (
+                    root as i32,
+                    token as i32,
+                    sizes.0 as i32,
+                    sizes.1 as i32,
+                    sizes.2 as i32,
+                ),
             ),
             None => Ok(()),
         };
@@ -577,7 +705,12 @@ impl Host {
 
     /// Answers call-out `token` after `delay` of host time (see [`Host::advance`]). A call with
     /// a timeout shorter than the delay times out first, as in Envoy.
-    pub fn reply_after(&mut self, token: u32, delay: Duration, reply: Reply) -> Result<(), HostError> {
+    pub fn reply_after(
+        &mut self,
+        token: u32,
+        delay: Duration,
+        reply: Reply,
+    ) -> Result<(), HostError> {
         if !self.store.data().calls.contains_key(&token) {
             return Err(HostError::UnknownToken(token));
         }
@@ -610,7 +743,12 @@ impl Host {
             let n = map.len() as i32;
             self.store.data_mut().delivery.grpc_initial = Some(map);
             if let Some(f) = self.exports.on_grpc_receive_initial_metadata.clone() {
-                self.call("proxy_on_grpc_receive_initial_metadata", root as u32, &f, (root, t, n))?;
+                self.call(
+                    "proxy_on_grpc_receive_initial_metadata",
+                    root as u32,
+                    &f,
+                    (root, t, n),
+                )?;
             }
         }
         for message in reply.messages {
@@ -625,12 +763,23 @@ impl Host {
             let n = map.len() as i32;
             self.store.data_mut().delivery.grpc_trailing = Some(map);
             if let Some(f) = self.exports.on_grpc_receive_trailing_metadata.clone() {
-                self.call("proxy_on_grpc_receive_trailing_metadata", root as u32, &f, (root, t, n))?;
+                self.call(
+                    "proxy_on_grpc_receive_trailing_metadata",
+                    root as u32,
+                    &f,
+                    (root, t, n),
+                )?;
             }
         }
-        self.store.data_mut().delivery.grpc_status = Some((reply.status, reply.message.into_bytes()));
+        self.store.data_mut().delivery.grpc_status =
+            Some((reply.status, reply.message.into_bytes()));
         if let Some(f) = self.exports.on_grpc_close.clone() {
-            self.call("proxy_on_grpc_close", root as u32, &f, (root, t, reply.status as i32))?;
+            self.call(
+                "proxy_on_grpc_close",
+                root as u32,
+                &f,
+                (root, t, reply.status as i32),
+            )?;
         }
         let state = self.store.data_mut();
         state.delivery = Delivery::default();
@@ -646,7 +795,9 @@ impl Host {
     pub fn inject(&mut self, injection: Injection) -> Result<(), HostError> {
         let name = injection.host_call();
         if !proxy::IMPORTS.contains(&name) && !wasi::IMPORTS.contains(&name) {
-            return Err(HostError::Unimplemented(vec![format!("cannot inject into unknown host call `{name}`")]));
+            return Err(HostError::Unimplemented(vec![format!(
+                "cannot inject into unknown host call `{name}`"
+            )]));
         }
         self.store.data_mut().injections.push(injection);
         Ok(())
@@ -669,17 +820,33 @@ impl Host {
 
     /// How many times the module made this host call.
     pub fn host_call_count(&self, name: &str) -> u64 {
-        self.store.data().call_counts.get(name).copied().unwrap_or(0)
+        self.store
+            .data()
+            .call_counts
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Registers a foreign function for `proxy_call_foreign_function`.
-    pub fn foreign_function(&mut self, name: &str, f: impl FnMut(&[u8]) -> Result<Vec<u8>, Status> + 'static) {
-        self.store.data_mut().foreign.insert(name.to_owned(), Box::new(f));
+    pub fn foreign_function(
+        &mut self,
+        name: &str,
+        f: impl FnMut(&[u8]) -> Result<Vec<u8>, Status> + 'static,
+    ) {
+        self.store
+            .data_mut()
+            .foreign
+            .insert(name.to_owned(), Box::new(f));
     }
 
     /// Sets a VM-wide property (e.g. `["node", "metadata", "CLUSTER_ID"]`).
     pub fn set_property(&mut self, path: &[&str], value: impl Into<Vec<u8>>) {
-        self.store.data_mut().options.properties.insert(path.join("\0").into_bytes(), value.into());
+        self.store
+            .data_mut()
+            .options
+            .properties
+            .insert(path.join("\0").into_bytes(), value.into());
     }
 
     // === observation ===
@@ -706,7 +873,10 @@ impl Host {
 
     /// Log lines at `level` or above containing `needle`.
     pub fn logs_containing(&self, level: LogLevel, needle: &str) -> Vec<&LogLine> {
-        self.logs().iter().filter(|l| l.level >= level && l.message.contains(needle)).collect()
+        self.logs()
+            .iter()
+            .filter(|l| l.level >= level && l.message.contains(needle))
+            .collect()
     }
 
     /// Size of the module's linear memory, in bytes.
@@ -746,7 +916,9 @@ impl Host {
         state.current = Some(context);
         state.effective = None;
         let violations_before = state.violations.len();
-        self.store.set_fuel(limit).map_err(|e| HostError::Instantiate(e.to_string()))?;
+        self.store
+            .set_fuel(limit)
+            .map_err(|e| HostError::Instantiate(e.to_string()))?;
         let result = f.call(&mut self.store, params);
         let used = limit - self.store.get_fuel().unwrap_or(0);
         let entry = self.fuel.entry(callback).or_default();
@@ -758,12 +930,22 @@ impl Host {
         let value = match result {
             Ok(value) => value,
             Err(error) => {
-                let message = error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+                let message = error
+                    .chain()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ");
                 let trap = HostError::Trap {
                     callback,
                     context,
                     message,
-                    recent: self.store.data().recent.iter().map(ToString::to_string).collect(),
+                    recent: self
+                        .store
+                        .data()
+                        .recent
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                     log: self.log_tail(LOG_TAIL),
                 };
                 self.dead = Some(trap.to_string());
@@ -774,7 +956,11 @@ impl Host {
         if state.options.strict && state.violations.len() > violations_before {
             return Err(HostError::Violations {
                 callback,
-                violations: state.violations.get(violations_before..).unwrap_or_default().to_vec(),
+                violations: state
+                    .violations
+                    .get(violations_before..)
+                    .unwrap_or_default()
+                    .to_vec(),
             });
         }
         self.deliver_queue_ready()?;
@@ -788,9 +974,16 @@ impl Host {
                 let at = p.ready.iter().position(|(owner, _, _)| *owner == vm)?;
                 Some(p.ready.remove(at))
             });
-            let Some((_, context, token)) = next else { return Ok(()) };
+            let Some((_, context, token)) = next else {
+                return Ok(());
+            };
             if let Some(f) = self.exports.on_queue_ready.clone() {
-                self.call("proxy_on_queue_ready", context, &f, (context as i32, token as i32))?;
+                self.call(
+                    "proxy_on_queue_ready",
+                    context,
+                    &f,
+                    (context as i32, token as i32),
+                )?;
             }
         }
     }
@@ -831,5 +1024,9 @@ fn check_imports(module: &Module) -> Result<(), HostError> {
         })
         .map(|i| format!("{}.{}", i.module(), i.name()))
         .collect();
-    if missing.is_empty() { Ok(()) } else { Err(HostError::Unimplemented(missing)) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(HostError::Unimplemented(missing))
+    }
 }

@@ -240,10 +240,18 @@ impl fmt::Display for HostError {
         match self {
             Self::Missing(what) => write!(f, "{what}"),
             Self::Compile(e) => write!(f, "wasmtime could not compile the module: {e}"),
-            Self::Unimplemented(names) => write!(f, "unimplemented host functions: {}", names.join(", ")),
+            Self::Unimplemented(names) => {
+                write!(f, "unimplemented host functions: {}", names.join(", "))
+            }
             Self::Abi(e) => write!(f, "ABI mismatch: {e}"),
             Self::Instantiate(e) => write!(f, "instantiation failed: {e}"),
-            Self::Trap { callback, context, message, recent, log } => {
+            Self::Trap {
+                callback,
+                context,
+                message,
+                recent,
+                log,
+            } => {
                 write!(f, "{callback} (context {context}) trapped: {message}")?;
                 write!(f, "\n  last host calls:")?;
                 for call in recent {
@@ -255,8 +263,14 @@ impl fmt::Display for HostError {
                 }
                 Ok(())
             }
-            Self::Violations { callback, violations } => {
-                write!(f, "during {callback}, host calls that real Envoy rejects or that reveal a bug:")?;
+            Self::Violations {
+                callback,
+                violations,
+            } => {
+                write!(
+                    f,
+                    "during {callback}, host calls that real Envoy rejects or that reveal a bug:"
+                )?;
                 for v in violations {
                     write!(f, "\n  {v}")?;
                 }
@@ -297,7 +311,10 @@ pub fn load(path: &Path) -> Result<Module, HostError> {
         return Ok(module.clone());
     }
     let bytes = std::fs::read(path).map_err(|e| {
-        HostError::Missing(format!("{}: {e}: run `make wasm` (builds the filter and the test fixtures)", path.display()))
+        HostError::Missing(format!(
+            "{}: {e}: run `make wasm` (builds the filter and the test fixtures)",
+            path.display()
+        ))
     })?;
     let module = Module::new(engine(), bytes).map_err(|e| HostError::Compile(e.to_string()))?;
     cache.insert(path.to_owned(), module.clone());
@@ -306,10 +323,12 @@ pub fn load(path: &Path) -> Result<Module, HostError> {
 
 /// `target/wasm32-wasip1/release/<name>.wasm` of this workspace (or of `$CARGO_TARGET_DIR`).
 pub fn artifact(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
-    });
-    target.join("wasm32-wasip1/release").join(format!("{name}.wasm"))
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target
+        .join("wasm32-wasip1/release")
+        .join(format!("{name}.wasm"))
 }
 
 /// The real filter, as `make wasm` builds it.

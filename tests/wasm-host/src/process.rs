@@ -105,7 +105,11 @@ impl ProcessState {
         self.vms - 1
     }
 
-    pub(crate) fn get_shared_data(&self, vm_id: &str, key: &[u8]) -> Result<(Vec<u8>, u32), Status> {
+    pub(crate) fn get_shared_data(
+        &self,
+        vm_id: &str,
+        key: &[u8],
+    ) -> Result<(Vec<u8>, u32), Status> {
         self.shared_data
             .get(&(vm_id.to_owned(), key.to_vec()))
             .cloned()
@@ -122,10 +126,11 @@ impl ProcessState {
         cas: u32,
     ) -> Result<(), Status> {
         let slot = (vm_id.to_owned(), key.to_vec());
-        if let Some((_, current)) = self.shared_data.get(&slot) {
-            if cas != 0 && cas != *current {
-                return Err(Status::CasMismatch);
-            }
+        if let Some((_, current)) = self.shared_data.get(&slot)
+            && cas != 0
+            && cas != *current
+        {
+            return Err(Status::CasMismatch);
         }
         self.last_cas = self.last_cas.checked_add(1).unwrap_or(1);
         self.shared_data
@@ -135,7 +140,13 @@ impl ProcessState {
 
     /// Registers (or re-registers, keeping its items) the queue `vm_id`/`name`, owned by
     /// `context_id` of VM `vm`.
-    pub(crate) fn register_queue(&mut self, vm_id: &str, name: &[u8], vm: usize, context_id: u32) -> u32 {
+    pub(crate) fn register_queue(
+        &mut self,
+        vm_id: &str,
+        name: &[u8],
+        vm: usize,
+        context_id: u32,
+    ) -> u32 {
         let key = (vm_id.to_owned(), name.to_vec());
         let token = match self.queue_tokens.get(&key) {
             Some(token) => *token,
@@ -193,7 +204,9 @@ impl ProcessState {
             MetricValue::Gauge(gauge) => {
                 *gauge = gauge.saturating_add(offset);
                 Ok((*gauge < 0).then(|| {
-                    format!("gauge `{name}` went below zero ({gauge}); Envoy's u64 gauge would wrap")
+                    format!(
+                        "gauge `{name}` went below zero ({gauge}); Envoy's u64 gauge would wrap"
+                    )
                 }))
             }
             _ => Err(Status::BadArgument),

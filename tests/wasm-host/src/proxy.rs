@@ -72,40 +72,56 @@ pub(crate) fn link(l: &mut Linker<State>) -> wasmtime::Result<()> {
 }
 
 fn link_general(l: &mut Linker<State>) -> wasmtime::Result<()> {
-    l.func_wrap("env", "proxy_log", |mut c: Ctx<'_>, level: i32, ptr: i32, len: i32| -> R {
-        host_call(&mut c, "proxy_log", |c, call| {
-            call.key(c, &[])?;
-            let level = LogLevel::from_abi(level).ok_or(Status::BadArgument)?;
-            let message = read_string(c, ptr, len)?;
-            c.data_mut().log(level, message);
-            Ok(())
-        })
-    })?;
-    l.func_wrap("env", "proxy_get_log_level", |mut c: Ctx<'_>, ret: i32| -> R {
-        host_call(&mut c, "proxy_get_log_level", |c, call| {
-            call.key(c, &[])?;
-            let level = c.data().options.log_level.to_abi();
-            write_u32(c, ret, level as u32)
-        })
-    })?;
-    l.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: Ctx<'_>, ret: i32| -> R {
-        host_call(&mut c, "proxy_get_current_time_nanoseconds", |c, call| {
-            call.key(c, &[])?;
-            let now = c.data().now;
-            write_u64(c, ret, now)
-        })
-    })?;
-    l.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: Ctx<'_>, period: i32| -> R {
-        host_call(&mut c, "proxy_set_tick_period_milliseconds", |c, call| {
-            call.key(c, &[])?;
-            // Envoy sets the timer of the VM's root context, whichever context asks.
-            let state = c.data_mut();
-            let period = period as u32;
-            state.tick_period_ms = period;
-            state.next_tick = (period > 0).then(|| state.now + u64::from(period) * 1_000_000);
-            Ok(())
-        })
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_log",
+        |mut c: Ctx<'_>, level: i32, ptr: i32, len: i32| -> R {
+            host_call(&mut c, "proxy_log", |c, call| {
+                call.key(c, &[])?;
+                let level = LogLevel::from_abi(level).ok_or(Status::BadArgument)?;
+                let message = read_string(c, ptr, len)?;
+                c.data_mut().log(level, message);
+                Ok(())
+            })
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut c: Ctx<'_>, ret: i32| -> R {
+            host_call(&mut c, "proxy_get_log_level", |c, call| {
+                call.key(c, &[])?;
+                let level = c.data().options.log_level.to_abi();
+                write_u32(c, ret, level as u32)
+            })
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut c: Ctx<'_>, ret: i32| -> R {
+            host_call(&mut c, "proxy_get_current_time_nanoseconds", |c, call| {
+                call.key(c, &[])?;
+                let now = c.data().now;
+                write_u64(c, ret, now)
+            })
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |mut c: Ctx<'_>, period: i32| -> R {
+            host_call(&mut c, "proxy_set_tick_period_milliseconds", |c, call| {
+                call.key(c, &[])?;
+                // Envoy sets the timer of the VM's root context, whichever context asks.
+                let state = c.data_mut();
+                let period = period as u32;
+                state.tick_period_ms = period;
+                state.next_tick = (period > 0).then(|| state.now + u64::from(period) * 1_000_000);
+                Ok(())
+            })
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_property",
@@ -134,17 +150,21 @@ fn link_general(l: &mut Linker<State>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap("env", "proxy_set_effective_context", |mut c: Ctx<'_>, id: i32| -> R {
-        host_call(&mut c, "proxy_set_effective_context", |c, call| {
-            call.key(c, &[])?;
-            let id = id as u32;
-            if !c.data().has_context(id) {
-                return Err(Status::BadArgument.into());
-            }
-            c.data_mut().effective = Some(id);
-            Ok(())
-        })
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: Ctx<'_>, id: i32| -> R {
+            host_call(&mut c, "proxy_set_effective_context", |c, call| {
+                call.key(c, &[])?;
+                let id = id as u32;
+                if !c.data().has_context(id) {
+                    return Err(Status::BadArgument.into());
+                }
+                c.data_mut().effective = Some(id);
+                Ok(())
+            })
+        },
+    )?;
     l.func_wrap("env", "proxy_done", |mut c: Ctx<'_>| -> R {
         host_call(&mut c, "proxy_done", |c, call| {
             call.key(c, &[])?;
@@ -160,12 +180,23 @@ fn link_general(l: &mut Linker<State>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        |mut c: Ctx<'_>, name_ptr: i32, name_len: i32, args_ptr: i32, args_len: i32, ret_ptr: i32, ret_len: i32| -> R {
+        |mut c: Ctx<'_>,
+         name_ptr: i32,
+         name_len: i32,
+         args_ptr: i32,
+         args_len: i32,
+         ret_ptr: i32,
+         ret_len: i32|
+         -> R {
             host_call(&mut c, "proxy_call_foreign_function", |c, call| {
                 let name = read_string(c, name_ptr, name_len)?;
                 let args = read(c, args_ptr, args_len)?;
                 call.key(c, name.as_bytes())?;
-                let function = c.data_mut().foreign.get_mut(&name).ok_or(Status::NotFound)?;
+                let function = c
+                    .data_mut()
+                    .foreign
+                    .get_mut(&name)
+                    .ok_or(Status::NotFound)?;
                 let result = function(&args)?;
                 copy_out(c, &result, ret_ptr, ret_len)
             })
@@ -180,11 +211,30 @@ fn header_map(state: &mut State, map: MapType, write: bool) -> Result<&mut Heade
         MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers => {
             // Envoy's getMap has no case for them: read-only, and only while a response (not a
             // reset) is being delivered.
-            let (headers, _, trailers) = state.delivery.call_response.as_mut().filter(|_| !write).ok_or(Status::BadArgument)?;
-            Ok(if map == MapType::HttpCallResponseHeaders { headers } else { trailers })
+            let (headers, _, trailers) = state
+                .delivery
+                .call_response
+                .as_mut()
+                .filter(|_| !write)
+                .ok_or(Status::BadArgument)?;
+            Ok(if map == MapType::HttpCallResponseHeaders {
+                headers
+            } else {
+                trailers
+            })
         }
-        MapType::GrpcReceiveInitialMetadata => state.delivery.grpc_initial.as_mut().filter(|_| !write).ok_or(Status::BadArgument),
-        MapType::GrpcReceiveTrailingMetadata => state.delivery.grpc_trailing.as_mut().filter(|_| !write).ok_or(Status::BadArgument),
+        MapType::GrpcReceiveInitialMetadata => state
+            .delivery
+            .grpc_initial
+            .as_mut()
+            .filter(|_| !write)
+            .ok_or(Status::BadArgument),
+        MapType::GrpcReceiveTrailingMetadata => state
+            .delivery
+            .grpc_trailing
+            .as_mut()
+            .filter(|_| !write)
+            .ok_or(Status::BadArgument),
         _ => {
             let stream = state.stream().ok_or(Status::BadArgument)?;
             let live = stream.live.contains(&map);
@@ -243,7 +293,11 @@ fn link_maps(l: &mut Linker<State>) -> wasmtime::Result<()> {
                 let pairs = header_map(c.data_mut(), map, false)
                     .map(|m| m.pairs().clone())
                     .unwrap_or_default();
-                let bytes = if pairs.is_empty() { Vec::new() } else { encode_pairs(&pairs) };
+                let bytes = if pairs.is_empty() {
+                    Vec::new()
+                } else {
+                    encode_pairs(&pairs)
+                };
                 copy_out(c, &bytes, ret_ptr, ret_len)
             })
         },
@@ -257,7 +311,10 @@ fn link_maps(l: &mut Linker<State>) -> wasmtime::Result<()> {
                 let bytes = read(c, ptr, len)?;
                 call.key(c, &[])?;
                 let pairs = decode_pairs(&bytes).unwrap_or_else(|| {
-                    c.data_mut().violation("proxy_set_header_map_pairs", "malformed pairs (Envoy reads them as none)");
+                    c.data_mut().violation(
+                        "proxy_set_header_map_pairs",
+                        "malformed pairs (Envoy reads them as none)",
+                    );
                     Vec::new()
                 });
                 header_map(c.data_mut(), map, true)?.set_pairs(pairs);
@@ -268,7 +325,13 @@ fn link_maps(l: &mut Linker<State>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_add_header_map_value",
-        |mut c: Ctx<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| -> R {
+        |mut c: Ctx<'_>,
+         map: i32,
+         key_ptr: i32,
+         key_len: i32,
+         value_ptr: i32,
+         value_len: i32|
+         -> R {
             host_call(&mut c, "proxy_add_header_map_value", |c, call| {
                 let map = map_type(map)?;
                 let (key, value) = (read(c, key_ptr, key_len)?, read(c, value_ptr, value_len)?);
@@ -281,7 +344,13 @@ fn link_maps(l: &mut Linker<State>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_replace_header_map_value",
-        |mut c: Ctx<'_>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32| -> R {
+        |mut c: Ctx<'_>,
+         map: i32,
+         key_ptr: i32,
+         key_len: i32,
+         value_ptr: i32,
+         value_len: i32|
+         -> R {
             host_call(&mut c, "proxy_replace_header_map_value", |c, call| {
                 let map = map_type(map)?;
                 let (key, value) = (read(c, key_ptr, key_len)?, read(c, value_ptr, value_len)?);
@@ -304,14 +373,18 @@ fn link_maps(l: &mut Linker<State>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap("env", "proxy_get_header_map_size", |mut c: Ctx<'_>, map: i32, ret: i32| -> R {
-        host_call(&mut c, "proxy_get_header_map_size", |c, call| {
-            let map = map_type(map)?;
-            call.key(c, &[])?;
-            let size = header_map(c.data_mut(), map, true)?.byte_size();
-            write_u32(c, ret, abi::len_u32(size))
-        })
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        |mut c: Ctx<'_>, map: i32, ret: i32| -> R {
+            host_call(&mut c, "proxy_get_header_map_size", |c, call| {
+                let map = map_type(map)?;
+                call.key(c, &[])?;
+                let size = header_map(c.data_mut(), map, true)?.byte_size();
+                write_u32(c, ret, abi::len_u32(size))
+            })
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
@@ -359,10 +432,16 @@ fn link_maps(l: &mut Linker<State>) -> wasmtime::Result<()> {
                         if stream.body_live != Some(kind) {
                             return Err(Status::NotFound.into());
                         }
-                        if kind == BufferType::HttpRequestBody { &mut stream.request_body } else { &mut stream.response_body }
+                        if kind == BufferType::HttpRequestBody {
+                            &mut stream.request_body
+                        } else {
+                            &mut stream.response_body
+                        }
                     }
                     // Configuration and call-out buffers are immutable in Envoy.
-                    BufferType::VmConfiguration | BufferType::PluginConfiguration | BufferType::HttpCallResponseBody => {
+                    BufferType::VmConfiguration
+                    | BufferType::PluginConfiguration
+                    | BufferType::HttpCallResponseBody => {
                         return Err(Status::BadArgument.into());
                     }
                     _ => return Err(Status::NotFound.into()),
@@ -398,12 +477,22 @@ fn buffer(state: &mut State, kind: BufferType) -> Result<Vec<u8>, Status> {
         }
         BufferType::PluginConfiguration => return Err(Status::NotFound),
         BufferType::HttpCallResponseBody => {
-            let (_, body, _) = state.delivery.call_response.as_ref().ok_or(Status::NotFound)?;
+            let (_, body, _) = state
+                .delivery
+                .call_response
+                .as_ref()
+                .ok_or(Status::NotFound)?;
             body.clone()
         }
         BufferType::GrpcReceiveBuffer => state.delivery.grpc_message.clone().unwrap_or_default(),
-        BufferType::HttpRequestBody => state.stream().map(|s| s.request_body.clone()).unwrap_or_default(),
-        BufferType::HttpResponseBody => state.stream().map(|s| s.response_body.clone()).unwrap_or_default(),
+        BufferType::HttpRequestBody => state
+            .stream()
+            .map(|s| s.request_body.clone())
+            .unwrap_or_default(),
+        BufferType::HttpResponseBody => state
+            .stream()
+            .map(|s| s.response_body.clone())
+            .unwrap_or_default(),
         BufferType::DownstreamData | BufferType::UpstreamData | BufferType::CallData => Vec::new(),
     })
 }
@@ -451,12 +540,20 @@ fn link_shared(l: &mut Linker<State>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_get_shared_data",
-        |mut c: Ctx<'_>, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_len: i32, cas_ptr: i32| -> R {
+        |mut c: Ctx<'_>,
+         key_ptr: i32,
+         key_len: i32,
+         ret_ptr: i32,
+         ret_len: i32,
+         cas_ptr: i32|
+         -> R {
             host_call(&mut c, "proxy_get_shared_data", |c, call| {
                 let key = read(c, key_ptr, key_len)?;
                 call.key(c, &key)?;
                 let state = c.data();
-                let (value, cas) = state.process.with(|p| p.get_shared_data(&state.options.vm_id, &key))?;
+                let (value, cas) = state
+                    .process
+                    .with(|p| p.get_shared_data(&state.options.vm_id, &key))?;
                 copy_out(c, &value, ret_ptr, ret_len)?;
                 write_u32(c, cas_ptr, cas)
             })
@@ -465,12 +562,20 @@ fn link_shared(l: &mut Linker<State>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_set_shared_data",
-        |mut c: Ctx<'_>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32, cas: i32| -> R {
+        |mut c: Ctx<'_>,
+         key_ptr: i32,
+         key_len: i32,
+         value_ptr: i32,
+         value_len: i32,
+         cas: i32|
+         -> R {
             host_call(&mut c, "proxy_set_shared_data", |c, call| {
                 let (key, value) = (read(c, key_ptr, key_len)?, read(c, value_ptr, value_len)?);
                 call.key(c, &key)?;
                 let state = c.data();
-                state.process.with(|p| p.set_shared_data(&state.options.vm_id, &key, &value, cas as u32))?;
+                state
+                    .process
+                    .with(|p| p.set_shared_data(&state.options.vm_id, &key, &value, cas as u32))?;
                 Ok(())
             })
         },
@@ -484,7 +589,9 @@ fn link_shared(l: &mut Linker<State>) -> wasmtime::Result<()> {
                 call.key(c, &name)?;
                 let state = c.data();
                 let context = state.context();
-                let token = state.process.with(|p| p.register_queue(&state.options.vm_id, &name, state.vm, context));
+                let token = state
+                    .process
+                    .with(|p| p.register_queue(&state.options.vm_id, &name, state.vm, context));
                 write_u32(c, ret, token)
             })
         },
@@ -557,13 +664,17 @@ fn continue_stream(c: &mut Ctx<'_>, kind: StreamType) -> Result<(), Fail> {
 }
 
 fn link_streams(l: &mut Linker<State>) -> wasmtime::Result<()> {
-    l.func_wrap("env", "proxy_continue_stream", |mut c: Ctx<'_>, kind: i32| -> R {
-        host_call(&mut c, "proxy_continue_stream", |c, call| {
-            let kind = stream_type(kind)?;
-            call.key(c, &[])?;
-            continue_stream(c, kind)
-        })
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: Ctx<'_>, kind: i32| -> R {
+            host_call(&mut c, "proxy_continue_stream", |c, call| {
+                let kind = stream_type(kind)?;
+                call.key(c, &[])?;
+                continue_stream(c, kind)
+            })
+        },
+    )?;
     l.func_wrap("env", "proxy_continue_request", |mut c: Ctx<'_>| -> R {
         host_call(&mut c, "proxy_continue_request", |c, call| {
             call.key(c, &[])?;
@@ -577,18 +688,24 @@ fn link_streams(l: &mut Linker<State>) -> wasmtime::Result<()> {
         })
     })?;
     l.func_wrap("env", "proxy_clear_route_cache", |mut c: Ctx<'_>| -> R {
-        host_call(&mut c, "proxy_clear_route_cache", |c, call| call.key(c, &[]))
-    })?;
-    l.func_wrap("env", "proxy_close_stream", |mut c: Ctx<'_>, kind: i32| -> R {
-        host_call(&mut c, "proxy_close_stream", |c, call| {
-            let kind = stream_type(kind)?;
-            call.key(c, &[])?;
-            if let Some(stream) = c.data_mut().stream() {
-                stream.closed.push(kind);
-            }
-            Ok(())
+        host_call(&mut c, "proxy_clear_route_cache", |c, call| {
+            call.key(c, &[])
         })
     })?;
+    l.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut c: Ctx<'_>, kind: i32| -> R {
+            host_call(&mut c, "proxy_close_stream", |c, call| {
+                let kind = stream_type(kind)?;
+                call.key(c, &[])?;
+                if let Some(stream) = c.data_mut().stream() {
+                    stream.closed.push(kind);
+                }
+                Ok(())
+            })
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_send_local_response",
@@ -672,11 +789,21 @@ fn link_calls(l: &mut Linker<State>) -> wasmtime::Result<()> {
          -> R {
             host_call(&mut c, "proxy_grpc_call", |c, call| {
                 let service = read(c, service_ptr, service_len)?;
-                let mut grpc = grpc_open(c, &service, (name_ptr, name_len), (method_ptr, method_len), (metadata_ptr, metadata_len))?;
+                let mut grpc = grpc_open(
+                    c,
+                    &service,
+                    (name_ptr, name_len),
+                    (method_ptr, method_len),
+                    (metadata_ptr, metadata_len),
+                )?;
                 grpc.messages.push(read(c, message_ptr, message_len)?);
                 call.key(c, &service)?;
                 let state = c.data_mut();
-                state.last_grpc_call = if state.last_grpc_call == 0 { 1 } else { state.last_grpc_call + 2 };
+                state.last_grpc_call = if state.last_grpc_call == 0 {
+                    1
+                } else {
+                    state.last_grpc_call + 2
+                };
                 grpc.token = state.last_grpc_call;
                 let token = grpc.token;
                 state.grpc.insert(token, grpc);
@@ -700,7 +827,13 @@ fn link_calls(l: &mut Linker<State>) -> wasmtime::Result<()> {
          -> R {
             host_call(&mut c, "proxy_grpc_stream", |c, call| {
                 let service = read(c, service_ptr, service_len)?;
-                let mut grpc = grpc_open(c, &service, (name_ptr, name_len), (method_ptr, method_len), (metadata_ptr, metadata_len))?;
+                let mut grpc = grpc_open(
+                    c,
+                    &service,
+                    (name_ptr, name_len),
+                    (method_ptr, method_len),
+                    (metadata_ptr, metadata_len),
+                )?;
                 call.key(c, &service)?;
                 let state = c.data_mut();
                 state.last_grpc_stream += 2;
@@ -753,7 +886,11 @@ fn link_calls(l: &mut Linker<State>) -> wasmtime::Result<()> {
 }
 
 fn open_grpc(state: &mut State, token: u32) -> Result<&mut GrpcCall, Status> {
-    state.grpc.get_mut(&token).filter(|g| !g.closed).ok_or(Status::NotFound)
+    state
+        .grpc
+        .get_mut(&token)
+        .filter(|g| !g.closed)
+        .ok_or(Status::NotFound)
 }
 
 /// Envoy parses `service` as a `GrpcService` proto, else as a cluster name, and answers
@@ -769,7 +906,8 @@ fn grpc_open(
     let service_name = read_string(c, name.0, name.1)?;
     let method = read_string(c, method.0, method.1)?;
     let metadata = read(c, metadata.0, metadata.1)?;
-    let known = std::str::from_utf8(service).is_ok_and(|s| c.data().options.clusters.iter().any(|k| k == s));
+    let known = std::str::from_utf8(service)
+        .is_ok_and(|s| c.data().options.clusters.iter().any(|k| k == s));
     if !known {
         return Err(Status::ParseFailure.into());
     }
@@ -808,7 +946,10 @@ fn http_call(
     }));
     for required in [":path", ":method", ":authority"] {
         if headers.get(required).is_none() {
-            state.violation("proxy_http_call", format!("no `{required}` header: Envoy answers BadArgument"));
+            state.violation(
+                "proxy_http_call",
+                format!("no `{required}` header: Envoy answers BadArgument"),
+            );
             return Err(Status::BadArgument.into());
         }
     }
@@ -826,7 +967,11 @@ fn http_call(
     if let Some(responder) = state.responder.as_mut() {
         let (delay, reply) = responder(&call);
         let at = state.now + u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-        state.scheduled.push(Scheduled { at, token: call.token, reply });
+        state.scheduled.push(Scheduled {
+            at,
+            token: call.token,
+            reply,
+        });
     }
     let token = call.token;
     state.calls.insert(token, call);
@@ -847,38 +992,51 @@ fn link_metrics(l: &mut Linker<State>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap("env", "proxy_increment_metric", |mut c: Ctx<'_>, id: i32, offset: i64| -> R {
-        host_call(&mut c, "proxy_increment_metric", |c, call| {
-            let name = metric_name(c, call, id, true)?;
-            let state = c.data_mut();
-            match state.process.with(|p| p.increment(&name, offset)) {
-                Ok(None) => Ok(()),
-                Ok(Some(problem)) => {
-                    state.violation("proxy_increment_metric", problem);
-                    Ok(())
+    l.func_wrap(
+        "env",
+        "proxy_increment_metric",
+        |mut c: Ctx<'_>, id: i32, offset: i64| -> R {
+            host_call(&mut c, "proxy_increment_metric", |c, call| {
+                let name = metric_name(c, call, id, true)?;
+                let state = c.data_mut();
+                match state.process.with(|p| p.increment(&name, offset)) {
+                    Ok(None) => Ok(()),
+                    Ok(Some(problem)) => {
+                        state.violation("proxy_increment_metric", problem);
+                        Ok(())
+                    }
+                    Err(status) => {
+                        let why =
+                            format!("`{name}` incremented by {offset}: Envoy answers {status:?}");
+                        state.violation("proxy_increment_metric", why);
+                        Err(status.into())
+                    }
                 }
-                Err(status) => {
-                    let why = format!("`{name}` incremented by {offset}: Envoy answers {status:?}");
-                    state.violation("proxy_increment_metric", why);
-                    Err(status.into())
-                }
-            }
-        })
-    })?;
-    l.func_wrap("env", "proxy_record_metric", |mut c: Ctx<'_>, id: i32, value: i64| -> R {
-        host_call(&mut c, "proxy_record_metric", |c, call| {
-            let name = metric_name(c, call, id, false)?;
-            c.data().process.with(|p| p.record(&name, value as u64))?;
-            Ok(())
-        })
-    })?;
-    l.func_wrap("env", "proxy_get_metric", |mut c: Ctx<'_>, id: i32, ret: i32| -> R {
-        host_call(&mut c, "proxy_get_metric", |c, call| {
-            let name = metric_name(c, call, id, true)?;
-            let value = c.data().process.with(|p| p.get_metric(&name))?;
-            write_u64(c, ret, value)
-        })
-    })?;
+            })
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_record_metric",
+        |mut c: Ctx<'_>, id: i32, value: i64| -> R {
+            host_call(&mut c, "proxy_record_metric", |c, call| {
+                let name = metric_name(c, call, id, false)?;
+                c.data().process.with(|p| p.record(&name, value as u64))?;
+                Ok(())
+            })
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_metric",
+        |mut c: Ctx<'_>, id: i32, ret: i32| -> R {
+            host_call(&mut c, "proxy_get_metric", |c, call| {
+                let name = metric_name(c, call, id, true)?;
+                let value = c.data().process.with(|p| p.get_metric(&name))?;
+                write_u64(c, ret, value)
+            })
+        },
+    )?;
     Ok(())
 }
 
@@ -901,7 +1059,12 @@ fn define_metric(state: &mut State, kind: MetricKind, name: String) -> u32 {
 
 /// The name behind a metric id; Envoy answers an unknown counter or gauge id `NotFound` and a
 /// histogram id, where the call has no histogram case, `BadArgument`.
-fn metric_name(c: &mut Ctx<'_>, call: &mut Call, id: i32, histogram_is_bad: bool) -> Result<String, Fail> {
+fn metric_name(
+    c: &mut Ctx<'_>,
+    call: &mut Call,
+    id: i32,
+    histogram_is_bad: bool,
+) -> Result<String, Fail> {
     let id = id as u32;
     let known = c.data().metric_ids.get(&id).map(|(_, name)| name.clone());
     call.key(c, known.as_deref().unwrap_or_default().as_bytes())?;

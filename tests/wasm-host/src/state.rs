@@ -219,7 +219,10 @@ impl State {
 
     /// The status a test injected for this call and key, consuming one use of it.
     pub fn injected(&mut self, host_call: &'static str, key: &[u8]) -> Option<Status> {
-        let hit = self.injections.iter_mut().find(|i| i.matches(host_call, key))?;
+        let hit = self
+            .injections
+            .iter_mut()
+            .find(|i| i.matches(host_call, key))?;
         hit.consume();
         let status = hit.status;
         self.injections.retain(|i| !i.exhausted());

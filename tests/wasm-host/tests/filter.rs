@@ -5,7 +5,8 @@ mod common;
 
 use common::{assert_accounting, filter, get, hex, m, metric, spans, upstream_traceparent};
 use meshtrace_wasm_host::{
-    HeaderMap, Host, HostError, HostOptions, Injection, LogLevel, Process, Reply, Status, filter_module,
+    HeaderMap, Host, HostError, HostOptions, Injection, LogLevel, Process, Reply, Status,
+    filter_module,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue;
 use std::time::Duration;
@@ -51,14 +52,17 @@ fn a_good_configuration_sets_the_flush_tick() {
 
 // === propagation ===
 
+/// Request headers of one format, as `(name, value)`.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
 /// A propagation format as the tests see it, written independently of the filter's code.
 /// Issue 4 adds B3 and Jaeger: one more implementation each, and every test below covers them.
 trait Format {
     fn name(&self) -> &'static str;
     /// Request headers carrying a parent context.
-    fn parent(&self, trace: &str, span: &str, sampled: bool) -> Vec<(&'static str, Vec<u8>)>;
+    fn parent(&self, trace: &str, span: &str, sampled: bool) -> Headers;
     /// Malformed values of this format's headers, each with why it is malformed.
-    fn malformed(&self) -> Vec<(Vec<(&'static str, Vec<u8>)>, &'static str)>;
+    fn malformed(&self) -> Vec<(Headers, &'static str)>;
     /// `(trace id, our span id, sampled)` from the upstream request.
     fn read(&self, upstream: &HeaderMap) -> (String, String, bool);
 }
@@ -69,12 +73,15 @@ impl Format for W3c {
     fn name(&self) -> &'static str {
         "w3c"
     }
-    fn parent(&self, trace: &str, span: &str, sampled: bool) -> Vec<(&'static str, Vec<u8>)> {
+    fn parent(&self, trace: &str, span: &str, sampled: bool) -> Headers {
         let flags = if sampled { "01" } else { "00" };
-        vec![("traceparent", format!("00-{trace}-{span}-{flags}").into_bytes())]
+        vec![(
+            "traceparent",
+            format!("00-{trace}-{span}-{flags}").into_bytes(),
+        )]
     }
     #[rustfmt::skip]
-    fn malformed(&self) -> Vec<(Vec<(&'static str, Vec<u8>)>, &'static str)> {
+    fn malformed(&self) -> Vec<(Headers, &'static str)> {
         let h = |v: &[u8]| vec![("traceparent", v.to_vec())];
         vec![
             (h(b""), "empty"),
@@ -101,9 +108,22 @@ fn a_sampled_parent_is_continued_and_its_span_exported() {
     for format in FORMATS {
         let mut host = filter(FAST);
         let incoming = format.parent(TRACE, PARENT, true);
-        let upstream = host.request(get(&incoming.iter().map(|(k, v)| (*k, v.as_slice())).collect::<Vec<_>>()), 200).unwrap();
+        let upstream = host
+            .request(
+                get(&incoming
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_slice()))
+                    .collect::<Vec<_>>()),
+                200,
+            )
+            .unwrap();
         let (trace, ours, sampled) = format.read(&upstream);
-        assert_eq!((trace.as_str(), sampled), (TRACE, true), "{}", format.name());
+        assert_eq!(
+            (trace.as_str(), sampled),
+            (TRACE, true),
+            "{}",
+            format.name()
+        );
         assert_ne!(ours, PARENT, "{}: our span is new", format.name());
 
         host.advance(Duration::from_millis(100)).unwrap();
@@ -111,7 +131,12 @@ fn a_sampled_parent_is_continued_and_its_span_exported() {
         assert_eq!(calls.len(), 1, "{}", format.name());
         let span = &spans(&calls[0])[0];
         assert_eq!(hex(&span.trace_id), TRACE);
-        assert_eq!(hex(&span.span_id), ours, "{}: exported span is the one propagated", format.name());
+        assert_eq!(
+            hex(&span.span_id),
+            ours,
+            "{}: exported span is the one propagated",
+            format.name()
+        );
         assert_eq!(hex(&span.parent_span_id), PARENT);
         assert_eq!(span.name, "GET");
         assert_eq!(m(&host, metric::EXTRACTED), 1);
@@ -123,9 +148,22 @@ fn an_unsampled_parent_stays_unsampled_and_is_not_exported() {
     for format in FORMATS {
         let mut host = filter(FAST);
         let incoming = format.parent(TRACE, PARENT, false);
-        let upstream = host.request(get(&incoming.iter().map(|(k, v)| (*k, v.as_slice())).collect::<Vec<_>>()), 200).unwrap();
+        let upstream = host
+            .request(
+                get(&incoming
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_slice()))
+                    .collect::<Vec<_>>()),
+                200,
+            )
+            .unwrap();
         let (trace, _, sampled) = format.read(&upstream);
-        assert_eq!((trace.as_str(), sampled), (TRACE, false), "{}", format.name());
+        assert_eq!(
+            (trace.as_str(), sampled),
+            (TRACE, false),
+            "{}",
+            format.name()
+        );
         host.advance(Duration::from_secs(1)).unwrap();
         assert!(host.pending_calls().is_empty(), "{}", format.name());
         assert_eq!(m(&host, metric::NOT_SAMPLED), 1);
@@ -141,18 +179,28 @@ fn no_or_malformed_context_starts_a_new_sampled_trace() {
         let (trace, _, sampled) = format.read(&upstream);
         assert!(sampled && trace != TRACE, "{}: new root", format.name());
         for (headers, why) in format.malformed() {
-            let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-            let upstream = host.request(get(&headers), 200).unwrap_or_else(|e| panic!("{why}: {e}"));
+            let headers: Vec<(&str, &[u8])> =
+                headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let upstream = host
+                .request(get(&headers), 200)
+                .unwrap_or_else(|e| panic!("{why}: {e}"));
             let (trace, ours, sampled) = format.read(&upstream);
             assert!(sampled, "{}: {why}", format.name());
-            assert!(trace != TRACE && ours != PARENT, "{}: {why}: fresh ids", format.name());
+            assert!(
+                trace != TRACE && ours != PARENT,
+                "{}: {why}: fresh ids",
+                format.name()
+            );
         }
         let malformed = format.malformed().len() as i128;
         assert_eq!(m(&host, metric::MALFORMED), malformed, "{}", format.name());
         host.advance(Duration::from_millis(100)).unwrap();
         let exported: Vec<_> = host.pending_calls().iter().flat_map(spans).collect();
         assert_eq!(exported.len() as i128, malformed + 1);
-        assert!(exported.iter().all(|s| s.parent_span_id.is_empty()), "all roots");
+        assert!(
+            exported.iter().all(|s| s.parent_span_id.is_empty()),
+            "all roots"
+        );
     }
 }
 
@@ -167,18 +215,34 @@ fn spans_are_batched_and_flushed_by_the_tick() {
         propagated.push(upstream_traceparent(&host.request(get(&[]), 200).unwrap()).parent_id);
     }
     host.advance(Duration::from_millis(99)).unwrap();
-    assert!(host.pending_calls().is_empty(), "nothing before the first tick");
+    assert!(
+        host.pending_calls().is_empty(),
+        "nothing before the first tick"
+    );
     host.advance(Duration::from_millis(1)).unwrap();
     let calls = host.pending_calls();
-    assert_eq!(calls.iter().map(|c| c.span_count()).collect::<Vec<_>>(), [3, 3], "2 calls in flight at most");
+    assert_eq!(
+        calls.iter().map(|c| c.span_count()).collect::<Vec<_>>(),
+        [3, 3],
+        "2 calls in flight at most"
+    );
     let call = &calls[0];
     assert_eq!(call.cluster, "meshtrace_shim");
     assert_eq!(call.headers.get_str(":method").as_deref(), Some("POST"));
     assert_eq!(call.headers.get_str(":path").as_deref(), Some("/v1/traces"));
-    assert_eq!(call.headers.get_str("content-type").as_deref(), Some("application/x-protobuf"));
+    assert_eq!(
+        call.headers.get_str("content-type").as_deref(),
+        Some("application/x-protobuf")
+    );
     assert_eq!(call.timeout, Some(Duration::from_millis(700)));
-    let resource = call.export_request().unwrap().resource_spans[0].resource.clone().unwrap();
-    let service = resource.attributes.iter().find(|kv| kv.key == "service.name");
+    let resource = call.export_request().unwrap().resource_spans[0]
+        .resource
+        .clone()
+        .unwrap();
+    let service = resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name");
     let service = service.and_then(|kv| kv.value.clone()?.value);
     assert_eq!(service, Some(StringValue("harness".into())));
 
@@ -190,11 +254,23 @@ fn spans_are_batched_and_flushed_by_the_tick() {
     assert_eq!(last.iter().map(|c| c.span_count()).collect::<Vec<_>>(), [2]);
     host.reply(last[0].token, Reply::ok()).unwrap();
 
-    let mut exported: Vec<String> = calls.iter().chain(&last).flat_map(spans).map(|s| hex(&s.span_id)).collect();
+    let mut exported: Vec<String> = calls
+        .iter()
+        .chain(&last)
+        .flat_map(spans)
+        .map(|s| hex(&s.span_id))
+        .collect();
     exported.sort();
     propagated.sort();
     assert_eq!(exported, propagated, "every propagated span exported once");
-    assert_eq!((m(&host, metric::EXPORTED), m(&host, metric::CALLS_OK), m(&host, metric::PENDING)), (8, 3, 0));
+    assert_eq!(
+        (
+            m(&host, metric::EXPORTED),
+            m(&host, metric::CALLS_OK),
+            m(&host, metric::PENDING)
+        ),
+        (8, 3, 0)
+    );
     assert_accounting(&host);
 }
 
@@ -211,7 +287,12 @@ fn a_failed_export_drops_and_counts_its_spans_and_logs_once() {
         host.reply(token, reply.clone()).unwrap();
         assert_eq!(m(&host, metric::DROPPED_EXPORT_FAILED), 3, "{reply:?}");
         assert_eq!(m(&host, metric::CALLS_FAILED), 1, "{reply:?}");
-        assert_eq!(host.logs_containing(LogLevel::Warn, "3 spans dropped").len(), 1, "{reply:?}");
+        assert_eq!(
+            host.logs_containing(LogLevel::Warn, "3 spans dropped")
+                .len(),
+            1,
+            "{reply:?}"
+        );
         assert_accounting(&host);
     }
 }
@@ -236,7 +317,13 @@ fn a_reply_slower_than_the_timeout_loses_to_it() {
     host.auto_reply(|_| (Duration::from_millis(500), Reply::ok()));
     host.request(get(&[]), 200).unwrap();
     host.advance(Duration::from_secs(1)).unwrap();
-    assert_eq!((m(&host, metric::EXPORTED), m(&host, metric::DROPPED_EXPORT_FAILED)), (0, 1));
+    assert_eq!(
+        (
+            m(&host, metric::EXPORTED),
+            m(&host, metric::DROPPED_EXPORT_FAILED)
+        ),
+        (0, 1)
+    );
 }
 
 /// Envoy's `onHttpCallFailure` (stream reset after the response began, or a response over the
@@ -249,7 +336,8 @@ fn a_reset_call_out_is_a_counted_failure_not_a_trap() {
     host.request(get(&[]), 200).unwrap();
     host.advance(Duration::from_millis(100)).unwrap();
     let token = host.pending_calls()[0].token;
-    host.reply(token, Reply::Reset).unwrap_or_else(|e| panic!("{e}"));
+    host.reply(token, Reply::Reset)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(m(&host, metric::DROPPED_EXPORT_FAILED), 1);
     assert_accounting(&host);
 }
@@ -258,30 +346,48 @@ fn a_reset_call_out_is_a_counted_failure_not_a_trap() {
 fn a_refused_dispatch_is_a_counted_failure() {
     // Unknown cluster (Envoy: BadArgument at once) and a circuit-breaker overflow
     // (InternalFailure, injected).
-    let mut unknown = filter(r#"{"exporter":{"flush_interval_ms":100,"cluster":"not_configured"}}"#);
+    let mut unknown =
+        filter(r#"{"exporter":{"flush_interval_ms":100,"cluster":"not_configured"}}"#);
     unknown.request(get(&[]), 200).unwrap();
     unknown.advance(Duration::from_millis(100)).unwrap();
     assert_eq!(m(&unknown, metric::DROPPED_EXPORT_FAILED), 1);
-    assert_eq!(unknown.logs_containing(LogLevel::Warn, "BadArgument").len(), 1);
+    assert_eq!(
+        unknown.logs_containing(LogLevel::Warn, "BadArgument").len(),
+        1
+    );
 
     let mut overflow = filter(FAST);
-    overflow.inject(Injection::new("proxy_http_call", Status::InternalFailure).times(1)).unwrap();
+    overflow
+        .inject(Injection::new("proxy_http_call", Status::InternalFailure).times(1))
+        .unwrap();
     for _ in 0..2 {
         overflow.request(get(&[]), 200).unwrap();
         overflow.advance(Duration::from_millis(100)).unwrap();
     }
     assert_eq!(m(&overflow, metric::DROPPED_EXPORT_FAILED), 1);
-    assert_eq!(overflow.pending_calls().len(), 1, "the next flush goes through");
+    assert_eq!(
+        overflow.pending_calls().len(),
+        1,
+        "the next flush goes through"
+    );
     assert_accounting(&overflow);
 }
 
 #[test]
 fn a_full_buffer_drops_and_counts() {
-    let mut host = filter(r#"{"exporter":{"flush_interval_ms":100,"max_buffered_spans":4,"max_batch_spans":4}}"#);
+    let mut host = filter(
+        r#"{"exporter":{"flush_interval_ms":100,"max_buffered_spans":4,"max_batch_spans":4}}"#,
+    );
     for _ in 0..6 {
         host.request(get(&[]), 200).unwrap();
     }
-    assert_eq!((m(&host, metric::DROPPED_BUFFER_FULL), m(&host, metric::PENDING)), (2, 4));
+    assert_eq!(
+        (
+            m(&host, metric::DROPPED_BUFFER_FULL),
+            m(&host, metric::PENDING)
+        ),
+        (2, 4)
+    );
     assert_accounting(&host);
 }
 
@@ -298,10 +404,16 @@ fn the_accounting_invariant_holds_through_random_interleavings() {
             0..=5 => {
                 let flags = if rng.random_bool(0.3) { "00" } else { "01" };
                 let parent = format!("00-{TRACE}-{PARENT}-{flags}");
-                let headers = if rng.random_bool(0.5) { get(&[("traceparent", parent.as_bytes())]) } else { get(&[]) };
+                let headers = if rng.random_bool(0.5) {
+                    get(&[("traceparent", parent.as_bytes())])
+                } else {
+                    get(&[])
+                };
                 host.request(headers, 200).unwrap();
             }
-            6 | 7 => host.advance(Duration::from_millis(rng.random_range(1..80))).unwrap(),
+            6 | 7 => host
+                .advance(Duration::from_millis(rng.random_range(1..80)))
+                .unwrap(),
             _ => {
                 if let Some(call) = host.pending_calls().first() {
                     let reply = match rng.random_range(0..4) {
@@ -310,7 +422,8 @@ fn the_accounting_invariant_holds_through_random_interleavings() {
                         2 => Reply::ConnectFailure,
                         _ => Reply::Reset,
                     };
-                    host.reply(call.token, reply).unwrap_or_else(|e| panic!("step {step}: {e}"));
+                    host.reply(call.token, reply)
+                        .unwrap_or_else(|e| panic!("step {step}: {e}"));
                 }
             }
         }
@@ -340,7 +453,11 @@ fn injected_host_failures_degrade_or_trap_exactly_where_the_sdk_panics() {
         "proxy_log",
         "random_get",
     ];
-    let statuses = [Status::NotFound, Status::BadArgument, Status::InternalFailure];
+    let statuses = [
+        Status::NotFound,
+        Status::BadArgument,
+        Status::InternalFailure,
+    ];
     let mut outcomes = Vec::new();
     for call in calls {
         for status in statuses {
@@ -348,7 +465,10 @@ fn injected_host_failures_degrade_or_trap_exactly_where_the_sdk_panics() {
             host.tolerate("proxy_increment_metric");
             host.inject(Injection::new(call, status)).unwrap();
             let run = (|| -> Result<(), HostError> {
-                host.request(get(&[("traceparent", format!("00-{TRACE}-{PARENT}-01").as_bytes())]), 200)?;
+                host.request(
+                    get(&[("traceparent", format!("00-{TRACE}-{PARENT}-01").as_bytes())]),
+                    200,
+                )?;
                 host.advance(Duration::from_millis(100))?;
                 // A failed export makes the filter log a warning.
                 for call in host.pending_calls() {
@@ -395,25 +515,46 @@ fn injected_host_failures_degrade_or_trap_exactly_where_the_sdk_panics() {
 #[test]
 fn a_trap_names_the_host_call_and_the_panic_and_leaves_the_vm_dead() {
     let mut host = filter(FAST);
-    host.inject(Injection::new("proxy_get_header_map_value", Status::BadArgument).when_key(":path")).unwrap();
+    host.inject(
+        Injection::new("proxy_get_header_map_value", Status::BadArgument).when_key(":path"),
+    )
+    .unwrap();
     let error = host.request(get(&[]), 200).unwrap_err();
     let text = error.to_string();
     assert!(text.contains("proxy_on_request_headers"), "{text}");
-    assert!(text.contains("proxy_get_header_map_value(\":path\") → BadArgument (injected)"), "{text}");
+    assert!(
+        text.contains("proxy_get_header_map_value(\":path\") → BadArgument (injected)"),
+        "{text}"
+    );
     assert!(text.contains("unexpected status: 2"), "{text}");
-    assert!(matches!(host.request(get(&[]), 200), Err(HostError::Dead(_))));
+    assert!(matches!(
+        host.request(get(&[]), 200),
+        Err(HostError::Dead(_))
+    ));
 }
 
 #[test]
 fn non_utf8_and_oversized_request_lines_are_recorded_lossily() {
     let mut host = filter(FAST);
     let long_path = format!("/{}", "a".repeat(100_000));
-    host.request([(":method", &b"G\xffT"[..]), (":path", b"/caf\xe9?q=\xff")], 200).unwrap();
-    host.request([(":method", b"GET".as_slice()), (":path", long_path.as_bytes())], 200).unwrap();
+    host.request(
+        [(":method", &b"G\xffT"[..]), (":path", b"/caf\xe9?q=\xff")],
+        200,
+    )
+    .unwrap();
+    host.request(
+        [
+            (":method", b"GET".as_slice()),
+            (":path", long_path.as_bytes()),
+        ],
+        200,
+    )
+    .unwrap();
     host.request([(":status", b"x".as_slice())], 200).unwrap();
     let stream = host.open_stream().unwrap();
     host.request_headers(stream, get(&[]), true).unwrap();
-    host.response_headers(stream, [(":status", &b"\xff\xfe"[..])], true).unwrap();
+    host.response_headers(stream, [(":status", &b"\xff\xfe"[..])], true)
+        .unwrap();
     host.end_stream(stream).unwrap();
     host.advance(Duration::from_millis(100)).unwrap();
     let exported: Vec<_> = host.pending_calls().iter().flat_map(spans).collect();
@@ -427,8 +568,11 @@ fn non_utf8_and_oversized_request_lines_are_recorded_lossily() {
 fn the_same_seed_gives_the_same_ids_and_bodies() {
     let run = |seed: u64| {
         let module = filter_module().unwrap();
-        let mut host = Host::start(&module, HostOptions::default().config(FAST).seed(seed)).unwrap();
-        let ids: Vec<String> = (0..5).map(|_| upstream_traceparent(&host.request(get(&[]), 200).unwrap()).parent_id).collect();
+        let mut host =
+            Host::start(&module, HostOptions::default().config(FAST).seed(seed)).unwrap();
+        let ids: Vec<String> = (0..5)
+            .map(|_| upstream_traceparent(&host.request(get(&[]), 200).unwrap()).parent_id)
+            .collect();
         host.advance(Duration::from_millis(100)).unwrap();
         (ids, host.pending_calls()[0].body.clone())
     };
@@ -441,14 +585,27 @@ fn metrics_are_summed_over_the_vms_of_a_process_and_ticks_are_per_vm() {
     let module = filter_module().unwrap();
     let process = Process::new();
     let mut workers: Vec<Host> = (0..2)
-        .map(|seed| Host::start(&module, HostOptions::default().config(FAST).seed(seed).in_process(&process)).unwrap())
+        .map(|seed| {
+            Host::start(
+                &module,
+                HostOptions::default()
+                    .config(FAST)
+                    .seed(seed)
+                    .in_process(&process),
+            )
+            .unwrap()
+        })
         .collect();
     for (i, worker) in workers.iter_mut().enumerate() {
         for _ in 0..=i {
             worker.request(get(&[]), 200).unwrap();
         }
         worker.advance(Duration::from_millis(100)).unwrap();
-        assert_eq!(worker.pending_calls().len(), 1, "each VM flushes its own buffer");
+        assert_eq!(
+            worker.pending_calls().len(),
+            1,
+            "each VM flushes its own buffer"
+        );
     }
     assert_eq!(process.metric(metric::STARTED).map(|v| v.value()), Some(3));
     assert_eq!(process.metric(metric::PENDING).map(|v| v.value()), Some(3));

@@ -27,7 +27,10 @@ const HEADER_NAMES: [&str; 8] = [
 ];
 
 fn count(var: &str, default: u64) -> u64 {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A value for a propagation header: valid, a valid one mutated, random bytes (often not
@@ -69,13 +72,17 @@ fn headers(rng: &mut StdRng) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// every 500 requests so the buffer keeps moving.
 fn random_request(host: &mut Host, rng: &mut StdRng, n: u64) -> HeaderMap {
     let stream = host.open_stream().unwrap();
-    host.request_headers(stream, headers(rng), true).unwrap_or_else(|e| panic!("request {n}: {e}"));
+    host.request_headers(stream, headers(rng), true)
+        .unwrap_or_else(|e| panic!("request {n}: {e}"));
     let upstream = host.upstream_request_headers(stream).unwrap().clone();
     let status = value(rng);
-    host.response_headers(stream, [(":status", status)], true).unwrap_or_else(|e| panic!("request {n}: {e}"));
-    host.end_stream(stream).unwrap_or_else(|e| panic!("request {n}: {e}"));
+    host.response_headers(stream, [(":status", status)], true)
+        .unwrap_or_else(|e| panic!("request {n}: {e}"));
+    host.end_stream(stream)
+        .unwrap_or_else(|e| panic!("request {n}: {e}"));
     if n % 500 == 499 {
-        host.advance(Duration::from_millis(100)).unwrap_or_else(|e| panic!("request {n}: {e}"));
+        host.advance(Duration::from_millis(100))
+            .unwrap_or_else(|e| panic!("request {n}: {e}"));
     }
     upstream
 }
@@ -95,7 +102,11 @@ fn random_header_sets_never_trap_and_always_yield_one_valid_traceparent() {
         upstream_traceparent(&upstream);
     }
     host.advance(Duration::from_secs(2)).unwrap();
-    eprintln!("fuzz: {:?} ({:.1} µs/request)", started.elapsed(), started.elapsed().as_secs_f64() * 1e6 / requests as f64);
+    eprintln!(
+        "fuzz: {:?} ({:.1} µs/request)",
+        started.elapsed(),
+        started.elapsed().as_secs_f64() * 1e6 / requests as f64
+    );
     assert_eq!(m(&host, metric::STARTED), i128::from(requests));
     assert!(m(&host, metric::MALFORMED) > 0 && m(&host, metric::EXTRACTED) > 0);
     assert!(host.violations().is_empty(), "{:?}", host.violations());

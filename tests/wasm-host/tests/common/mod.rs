@@ -44,7 +44,9 @@ pub fn assert_accounting(host: &Host) {
 
 /// The spans of an export call, decoded with opentelemetry-proto.
 pub fn spans(call: &CallOut) -> Vec<Span> {
-    let request = call.export_request().unwrap_or_else(|e| panic!("body is not OTLP: {e}"));
+    let request = call
+        .export_request()
+        .unwrap_or_else(|e| panic!("body is not OTLP: {e}"));
     request
         .resource_spans
         .into_iter()
@@ -55,7 +57,11 @@ pub fn spans(call: &CallOut) -> Vec<Span> {
 
 /// The upstream `traceparent`, read by the independent parser of `meshtrace-tests`.
 pub fn upstream_traceparent(headers: &HeaderMap) -> Traceparent {
-    assert_eq!(headers.get_all("traceparent").len(), 1, "exactly one traceparent: {headers:?}");
+    assert_eq!(
+        headers.get_all("traceparent").len(),
+        1,
+        "exactly one traceparent: {headers:?}"
+    );
     let value = headers.get_str("traceparent").unwrap_or_default();
     Traceparent::parse(&value).unwrap_or_else(|| panic!("not a valid traceparent: {value:?}"))
 }
@@ -68,7 +74,11 @@ pub fn get(extra: &[(&str, &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
         (b":authority".to_vec(), b"example.test".to_vec()),
         (b":scheme".to_vec(), b"http".to_vec()),
     ];
-    headers.extend(extra.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.to_vec())));
+    headers.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.to_vec())),
+    );
     headers
 }
 
