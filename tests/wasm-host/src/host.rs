@@ -1,6 +1,6 @@
 //! The scripting API: one [`Host`] is one Envoy VM running the module, driven by the test.
 
-use crate::abi::{Action, LogLevel, MapType, Status};
+use crate::abi::{Action, BufferType, LogLevel, MapType, Status};
 use crate::callout::{CallOut, Reply, Scheduled};
 use crate::headers::HeaderMap;
 use crate::process::{MetricValue, Process};
@@ -278,17 +278,12 @@ impl Host {
         headers: impl IntoIterator<Item = (K, V)>,
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
-        let map = HeaderMap::from_pairs(headers);
-        let n = map.len();
-        self.stream_mut(stream)?.request_headers = map;
-        let f = self.exports.on_request_headers.clone();
-        self.headers_phase(
+        let headers = HeaderMap::from_pairs(headers);
+        self.deliver_map(
             stream,
             MapType::RequestHeaders,
-            f,
-            "proxy_on_request_headers",
-            n,
-            end_of_stream,
+            headers,
+            Some(end_of_stream),
         )
     }
 
@@ -299,44 +294,75 @@ impl Host {
         headers: impl IntoIterator<Item = (K, V)>,
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
-        let map = HeaderMap::from_pairs(headers);
-        let n = map.len();
-        self.stream_mut(stream)?.response_headers = map;
-        let f = self.exports.on_response_headers.clone();
-        self.headers_phase(
+        let headers = HeaderMap::from_pairs(headers);
+        self.deliver_map(
             stream,
             MapType::ResponseHeaders,
-            f,
-            "proxy_on_response_headers",
-            n,
-            end_of_stream,
+            headers,
+            Some(end_of_stream),
         )
     }
 
-    fn headers_phase(
+    /// Delivers request trailers (`proxy_on_request_trailers`).
+    pub fn request_trailers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        stream: StreamId,
+        trailers: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Action, HostError> {
+        let trailers = HeaderMap::from_pairs(trailers);
+        self.deliver_map(stream, MapType::RequestTrailers, trailers, None)
+    }
+
+    /// Delivers response trailers (`proxy_on_response_trailers`).
+    pub fn response_trailers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        stream: StreamId,
+        trailers: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Action, HostError> {
+        let trailers = HeaderMap::from_pairs(trailers);
+        self.deliver_map(stream, MapType::ResponseTrailers, trailers, None)
+    }
+
+    /// Stores the map, makes it live, runs its callback (headers take `end_of_stream`,
+    /// trailers do not) and keeps it live only if the filter paused.
+    fn deliver_map(
         &mut self,
         stream: StreamId,
         map: MapType,
-        f: Option<TypedFunc<(i32, i32, i32), i32>>,
-        name: &'static str,
-        n: usize,
-        end_of_stream: bool,
+        headers: HeaderMap,
+        end_of_stream: Option<bool>,
     ) -> Result<Action, HostError> {
-        self.stream_mut(stream)?.live.insert(map);
-        let Some(f) = f else {
-            self.stream_mut(stream)?.live.remove(&map);
-            return Ok(Action::Continue);
+        let n = headers.len() as i32;
+        let s = self.stream_mut(stream)?;
+        *s.map_mut(map) = headers;
+        s.live.insert(map);
+        let (id, e) = (stream.0 as i32, &self.exports);
+        let code = match map {
+            MapType::RequestHeaders | MapType::ResponseHeaders => {
+                let (name, f) = if map == MapType::RequestHeaders {
+                    ("proxy_on_request_headers", e.on_request_headers.clone())
+                } else {
+                    ("proxy_on_response_headers", e.on_response_headers.clone())
+                };
+                let eos = i32::from(end_of_stream.unwrap_or(true));
+                f.map(|f| self.call(name, stream.0, &f, (id, n, eos)))
+                    .transpose()?
+            }
+            _ => {
+                let (name, f) = if map == MapType::RequestTrailers {
+                    ("proxy_on_request_trailers", e.on_request_trailers.clone())
+                } else {
+                    ("proxy_on_response_trailers", e.on_response_trailers.clone())
+                };
+                f.map(|f| self.call(name, stream.0, &f, (id, n)))
+                    .transpose()?
+            }
         };
-        let action = Action::from_abi(self.call(
-            name,
-            stream.0,
-            &f,
-            (stream.0 as i32, n as i32, i32::from(end_of_stream)),
-        )?);
+        let action = code.map_or(Action::Continue, Action::from_abi);
         let s = self.stream_mut(stream)?;
         if action == Action::Continue {
             s.live.remove(&map);
-        } else if map == MapType::RequestHeaders {
+        } else if matches!(map, MapType::RequestHeaders | MapType::RequestTrailers) {
             s.request_paused = true;
         } else {
             s.response_paused = true;
@@ -351,18 +377,7 @@ impl Host {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
-        let s = self.stream_mut(stream)?;
-        s.request_body.extend_from_slice(chunk);
-        let len = s.request_body.len();
-        let f = self.exports.on_request_body.clone();
-        self.body_phase(
-            stream,
-            crate::abi::BufferType::HttpRequestBody,
-            f,
-            "proxy_on_request_body",
-            len,
-            end_of_stream,
-        )
+        self.deliver_body(stream, BufferType::HttpRequestBody, chunk, end_of_stream)
     }
 
     /// Delivers a response body chunk (`proxy_on_response_body`).
@@ -372,99 +387,47 @@ impl Host {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
-        let s = self.stream_mut(stream)?;
-        s.response_body.extend_from_slice(chunk);
-        let len = s.response_body.len();
-        let f = self.exports.on_response_body.clone();
-        self.body_phase(
-            stream,
-            crate::abi::BufferType::HttpResponseBody,
-            f,
-            "proxy_on_response_body",
-            len,
-            end_of_stream,
-        )
+        self.deliver_body(stream, BufferType::HttpResponseBody, chunk, end_of_stream)
     }
 
-    fn body_phase(
+    fn deliver_body(
         &mut self,
         stream: StreamId,
-        kind: crate::abi::BufferType,
-        f: Option<TypedFunc<(i32, i32, i32), i32>>,
-        name: &'static str,
-        len: usize,
+        kind: BufferType,
+        chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
+        let (name, f) = if kind == BufferType::HttpRequestBody {
+            (
+                "proxy_on_request_body",
+                self.exports.on_request_body.clone(),
+            )
+        } else {
+            (
+                "proxy_on_response_body",
+                self.exports.on_response_body.clone(),
+            )
+        };
+        let s = self.stream_mut(stream)?;
+        let body = if kind == BufferType::HttpRequestBody {
+            &mut s.request_body
+        } else {
+            &mut s.response_body
+        };
+        body.extend_from_slice(chunk);
+        let len = body.len() as i32;
         let Some(f) = f else {
             return Ok(Action::Continue);
         };
-        self.stream_mut(stream)?.body_live = Some(kind);
+        s.body_live = Some(kind);
         let result = self.call(
             name,
             stream.0,
             &f,
-            (stream.0 as i32, len as i32, i32::from(end_of_stream)),
+            (stream.0 as i32, len, i32::from(end_of_stream)),
         );
         self.stream_mut(stream)?.body_live = None;
         Ok(Action::from_abi(result?))
-    }
-
-    /// Delivers request trailers (`proxy_on_request_trailers`).
-    pub fn request_trailers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
-        &mut self,
-        stream: StreamId,
-        trailers: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<Action, HostError> {
-        let map = HeaderMap::from_pairs(trailers);
-        let n = map.len();
-        self.stream_mut(stream)?.request_trailers = map;
-        let f = self.exports.on_request_trailers.clone();
-        self.trailers_phase(
-            stream,
-            MapType::RequestTrailers,
-            f,
-            "proxy_on_request_trailers",
-            n,
-        )
-    }
-
-    /// Delivers response trailers (`proxy_on_response_trailers`).
-    pub fn response_trailers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
-        &mut self,
-        stream: StreamId,
-        trailers: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<Action, HostError> {
-        let map = HeaderMap::from_pairs(trailers);
-        let n = map.len();
-        self.stream_mut(stream)?.response_trailers = map;
-        let f = self.exports.on_response_trailers.clone();
-        self.trailers_phase(
-            stream,
-            MapType::ResponseTrailers,
-            f,
-            "proxy_on_response_trailers",
-            n,
-        )
-    }
-
-    fn trailers_phase(
-        &mut self,
-        stream: StreamId,
-        map: MapType,
-        f: Option<TypedFunc<(i32, i32), i32>>,
-        name: &'static str,
-        n: usize,
-    ) -> Result<Action, HostError> {
-        let Some(f) = f else {
-            return Ok(Action::Continue);
-        };
-        self.stream_mut(stream)?.live.insert(map);
-        let action =
-            Action::from_abi(self.call(name, stream.0, &f, (stream.0 as i32, n as i32))?);
-        if action == Action::Continue {
-            self.stream_mut(stream)?.live.remove(&map);
-        }
-        Ok(action)
     }
 
     /// Ends the stream as Envoy's HTTP connection manager does: `proxy_on_log` (access-log

@@ -205,6 +205,9 @@ fn link_general(l: &mut Linker<State>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// A write to one header map entry.
+type MapWrite = fn(&mut HeaderMap, &[u8], &[u8]);
+
 /// Which map a call may read or write now, as Envoy decides it.
 fn header_map(state: &mut State, map: MapType, write: bool) -> Result<&mut HeaderMap, Status> {
     match map {
@@ -246,12 +249,7 @@ fn header_map(state: &mut State, map: MapType, write: bool) -> Result<&mut Heade
                 // Envoy drops its pointer to a map once the filter returned Continue for it.
                 return Err(Status::BadArgument);
             }
-            Ok(match map {
-                MapType::RequestHeaders => &mut stream.request_headers,
-                MapType::RequestTrailers => &mut stream.request_trailers,
-                MapType::ResponseHeaders => &mut stream.response_headers,
-                _ => &mut stream.response_trailers,
-            })
+            Ok(stream.map_mut(map))
         }
     }
 }
@@ -322,44 +320,32 @@ fn link_maps(l: &mut Linker<State>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap(
-        "env",
-        "proxy_add_header_map_value",
-        |mut c: Ctx<'_>,
-         map: i32,
-         key_ptr: i32,
-         key_len: i32,
-         value_ptr: i32,
-         value_len: i32|
-         -> R {
-            host_call(&mut c, "proxy_add_header_map_value", |c, call| {
-                let map = map_type(map)?;
-                let (key, value) = (read(c, key_ptr, key_len)?, read(c, value_ptr, value_len)?);
-                call.key(c, &key)?;
-                header_map(c.data_mut(), map, true)?.add(&key, &value);
-                Ok(())
-            })
-        },
-    )?;
-    l.func_wrap(
-        "env",
-        "proxy_replace_header_map_value",
-        |mut c: Ctx<'_>,
-         map: i32,
-         key_ptr: i32,
-         key_len: i32,
-         value_ptr: i32,
-         value_len: i32|
-         -> R {
-            host_call(&mut c, "proxy_replace_header_map_value", |c, call| {
-                let map = map_type(map)?;
-                let (key, value) = (read(c, key_ptr, key_len)?, read(c, value_ptr, value_len)?);
-                call.key(c, &key)?;
-                header_map(c.data_mut(), map, true)?.replace(&key, &value);
-                Ok(())
-            })
-        },
-    )?;
+    // Envoy `addCopy` and `setCopy`.
+    let writes: [(&'static str, MapWrite); 2] = [
+        ("proxy_add_header_map_value", HeaderMap::add),
+        ("proxy_replace_header_map_value", HeaderMap::replace),
+    ];
+    for (name, write) in writes {
+        l.func_wrap(
+            "env",
+            name,
+            move |mut c: Ctx<'_>,
+                  map: i32,
+                  key_ptr: i32,
+                  key_len: i32,
+                  value_ptr: i32,
+                  value_len: i32|
+                  -> R {
+                host_call(&mut c, name, |c, call| {
+                    let map = map_type(map)?;
+                    let (key, value) = (read(c, key_ptr, key_len)?, read(c, value_ptr, value_len)?);
+                    call.key(c, &key)?;
+                    write(header_map(c.data_mut(), map, true)?, &key, &value);
+                    Ok(())
+                })
+            },
+        )?;
+    }
     l.func_wrap(
         "env",
         "proxy_remove_header_map_value",
@@ -798,16 +784,7 @@ fn link_calls(l: &mut Linker<State>) -> wasmtime::Result<()> {
                 )?;
                 grpc.messages.push(read(c, message_ptr, message_len)?);
                 call.key(c, &service)?;
-                let state = c.data_mut();
-                state.last_grpc_call = if state.last_grpc_call == 0 {
-                    1
-                } else {
-                    state.last_grpc_call + 2
-                };
-                grpc.token = state.last_grpc_call;
-                let token = grpc.token;
-                state.grpc.insert(token, grpc);
-                write_u32(c, token_ptr, token)
+                register_grpc(c, grpc, false, token_ptr)
             })
         },
     )?;
@@ -827,7 +804,7 @@ fn link_calls(l: &mut Linker<State>) -> wasmtime::Result<()> {
          -> R {
             host_call(&mut c, "proxy_grpc_stream", |c, call| {
                 let service = read(c, service_ptr, service_len)?;
-                let mut grpc = grpc_open(
+                let grpc = grpc_open(
                     c,
                     &service,
                     (name_ptr, name_len),
@@ -835,12 +812,7 @@ fn link_calls(l: &mut Linker<State>) -> wasmtime::Result<()> {
                     (metadata_ptr, metadata_len),
                 )?;
                 call.key(c, &service)?;
-                let state = c.data_mut();
-                state.last_grpc_stream += 2;
-                grpc.token = state.last_grpc_stream;
-                let token = grpc.token;
-                state.grpc.insert(token, grpc);
-                write_u32(c, token_ptr, token)
+                register_grpc(c, grpc, true, token_ptr)
             })
         },
     )?;
@@ -883,6 +855,26 @@ fn link_calls(l: &mut Linker<State>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Stores a new gRPC call (odd tokens) or stream (even tokens), numbered as Envoy does.
+fn register_grpc(
+    c: &mut Ctx<'_>,
+    mut grpc: GrpcCall,
+    stream: bool,
+    token_ptr: i32,
+) -> Result<(), Fail> {
+    let state = c.data_mut();
+    let last = if stream {
+        &mut state.last_grpc_stream
+    } else {
+        &mut state.last_grpc_call
+    };
+    *last = if *last == 0 && !stream { 1 } else { *last + 2 };
+    grpc.token = *last;
+    let token = grpc.token;
+    state.grpc.insert(token, grpc);
+    write_u32(c, token_ptr, token)
 }
 
 fn open_grpc(state: &mut State, token: u32) -> Result<&mut GrpcCall, Status> {

@@ -111,6 +111,18 @@ pub(crate) struct Stream {
     pub continued: Vec<crate::abi::StreamType>,
 }
 
+impl Stream {
+    /// The stream's header or trailer map of this type (`map` must be a stream map).
+    pub fn map_mut(&mut self, map: MapType) -> &mut HeaderMap {
+        match map {
+            MapType::RequestHeaders => &mut self.request_headers,
+            MapType::RequestTrailers => &mut self.request_trailers,
+            MapType::ResponseHeaders => &mut self.response_headers,
+            _ => &mut self.response_trailers,
+        }
+    }
+}
+
 /// What is being delivered to the module right now, for the maps and buffers that only exist
 /// during one callback.
 #[derive(Debug, Default)]

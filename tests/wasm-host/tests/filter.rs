@@ -103,29 +103,28 @@ impl Format for W3c {
 
 const FORMATS: &[&dyn Format] = &[&W3c];
 
+/// Sends `format`'s parent context through a fresh filter; checks the trace and the sampled
+/// flag are continued under a new span id, which is returned.
+fn continued(format: &dyn Format, sampled: bool) -> (Host, String) {
+    let mut host = filter(FAST);
+    let parent = format.parent(TRACE, PARENT, sampled);
+    let headers: Vec<(&str, &[u8])> = parent.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let upstream = host.request(get(&headers), 200).unwrap();
+    let (trace, ours, flag) = format.read(&upstream);
+    assert_eq!(
+        (trace.as_str(), flag),
+        (TRACE, sampled),
+        "{}",
+        format.name()
+    );
+    assert_ne!(ours, PARENT, "{}: our span is new", format.name());
+    (host, ours)
+}
+
 #[test]
 fn a_sampled_parent_is_continued_and_its_span_exported() {
     for format in FORMATS {
-        let mut host = filter(FAST);
-        let incoming = format.parent(TRACE, PARENT, true);
-        let upstream = host
-            .request(
-                get(&incoming
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_slice()))
-                    .collect::<Vec<_>>()),
-                200,
-            )
-            .unwrap();
-        let (trace, ours, sampled) = format.read(&upstream);
-        assert_eq!(
-            (trace.as_str(), sampled),
-            (TRACE, true),
-            "{}",
-            format.name()
-        );
-        assert_ne!(ours, PARENT, "{}: our span is new", format.name());
-
+        let (mut host, ours) = continued(*format, true);
         host.advance(Duration::from_millis(100)).unwrap();
         let calls = host.pending_calls();
         assert_eq!(calls.len(), 1, "{}", format.name());
@@ -134,7 +133,7 @@ fn a_sampled_parent_is_continued_and_its_span_exported() {
         assert_eq!(
             hex(&span.span_id),
             ours,
-            "{}: exported span is the one propagated",
+            "{}: the exported span is the propagated one",
             format.name()
         );
         assert_eq!(hex(&span.parent_span_id), PARENT);
@@ -146,24 +145,7 @@ fn a_sampled_parent_is_continued_and_its_span_exported() {
 #[test]
 fn an_unsampled_parent_stays_unsampled_and_is_not_exported() {
     for format in FORMATS {
-        let mut host = filter(FAST);
-        let incoming = format.parent(TRACE, PARENT, false);
-        let upstream = host
-            .request(
-                get(&incoming
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_slice()))
-                    .collect::<Vec<_>>()),
-                200,
-            )
-            .unwrap();
-        let (trace, _, sampled) = format.read(&upstream);
-        assert_eq!(
-            (trace.as_str(), sampled),
-            (TRACE, false),
-            "{}",
-            format.name()
-        );
+        let (mut host, _) = continued(*format, false);
         host.advance(Duration::from_secs(1)).unwrap();
         assert!(host.pending_calls().is_empty(), "{}", format.name());
         assert_eq!(m(&host, metric::NOT_SAMPLED), 1);
