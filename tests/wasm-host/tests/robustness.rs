@@ -113,31 +113,36 @@ fn random_header_sets_never_trap_and_always_yield_one_valid_traceparent() {
     assert_accounting(&host);
 }
 
+/// Linear memory never shrinks, so it is its high-water mark: it may still rise a page when a
+/// rare combination of large random headers first appears, but a leak of even a few bytes per
+/// request would exceed the slack over the run.
+const MEMORY_SLACK: usize = 4 * 64 * 1024;
+
 #[test]
 fn linear_memory_stops_growing_under_sustained_load() {
     let requests = count("MESHTRACE_SOAK_REQUESTS", 100_000);
-    let warm_up = requests / 10;
     let mut rng = StdRng::seed_from_u64(20);
     let mut host = filter(CONFIG);
     // Answers arrive after 20 ms; every 500 requests 100 ms pass and the buffer is flushed.
     host.auto_reply(|_| (Duration::from_millis(20), Reply::ok()));
     let started = Instant::now();
-    let mut after_warm_up = 0;
+    let mut samples = Vec::new();
     for n in 0..requests {
         random_request(&mut host, &mut rng, n);
-        if n + 1 == warm_up {
-            after_warm_up = host.memory_bytes();
+        if (n + 1) % (requests / 10) == 0 {
+            samples.push(host.memory_bytes() / 1024);
         }
     }
     host.advance(Duration::from_secs(2)).unwrap();
-    let end = host.memory_bytes();
     eprintln!(
-        "soak: {requests} requests in {:?}; memory {} KiB after {warm_up}, {} KiB at the end",
-        started.elapsed(),
-        after_warm_up / 1024,
-        end / 1024
+        "soak: {requests} requests in {:?}; memory (KiB) at each tenth: {samples:?}",
+        started.elapsed()
     );
-    assert_eq!(end, after_warm_up, "linear memory grew after the warm-up");
+    let (warm, end) = (samples[0] * 1024, host.memory_bytes());
+    assert!(
+        end <= warm + MEMORY_SLACK,
+        "linear memory grew after the warm-up: {samples:?} KiB"
+    );
     assert_eq!(m(&host, metric::STARTED), i128::from(requests));
     assert_eq!(m(&host, metric::PENDING), 0, "everything settled");
     assert_accounting(&host);
