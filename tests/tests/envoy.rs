@@ -224,6 +224,42 @@ async fn requests_succeed_while_the_shim_is_down() {
     );
 }
 
+/// An export answered with headers and then a reset (Envoy's `onHttpCallFailure`: the filter is
+/// called back with no response): the spans are counted as dropped and traffic is unaffected.
+/// Before the fix in `glue.rs`, reading `:status` there made the SDK panic and the VM died:
+/// every later request on that worker got 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_succeed_while_exports_are_reset_mid_response() {
+    let options = StackOptions {
+        shim_running: false,
+        reset_exports: true,
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.unwrap();
+    const REQUESTS: u64 = 6;
+    for n in 0..REQUESTS {
+        let echo = stack.get(&format!("/reset/{n}"), &[]).await.unwrap();
+        assert_eq!(echo.status, 200, "request {n}: {}", stack.envoy.log());
+        // Let a flush (every 100 ms) and its reset happen before the next request.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let dropped = meshtrace_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let dropped = stack
+            .envoy
+            .stat("wasmcustom.meshtrace_spans_dropped_export_failed_total")
+            .await
+            .ok()?;
+        (dropped == REQUESTS).then_some(dropped)
+    })
+    .await;
+    assert_eq!(dropped, Some(REQUESTS), "{}", stack.envoy.log());
+    assert!(
+        !stack.envoy.log().contains("panicked"),
+        "{}",
+        stack.envoy.log()
+    );
+}
+
 #[test]
 fn every_envoy_config_validates() {
     let dir = repo_root().join("envoy");
