@@ -16,7 +16,7 @@ WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version 
 WASM_BINDGEN_ROOT := .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_ROOT)/bin/wasm-bindgen-test-runner
 
-.PHONY: help toolchain envoy wasm build run test test-wasm32 soak bench lint fmt clean
+.PHONY: help toolchain envoy wasm build run test test-wasm soak bench lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) clippy -p meshtrace-filter -p meshtrace-fixture-passthrough -p meshtrace-fixture-probe \
 		--target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy test-wasm32 ## Lint, unit tests, wasm build, wasmtime harness, integration tests in real Envoy
+test: lint wasm envoy test-wasm ## Lint, unit tests, wasm build, wasmtime harness, integration tests in real Envoy
 	$(CARGO) test --workspace
 
 # Not `--locked`: its lockfile pins webpki-roots 1.0.11, which the registry mirror here lacks.
@@ -56,7 +56,7 @@ test: lint wasm envoy test-wasm32 ## Lint, unit tests, wasm build, wasmtime harn
 $(WASM_BINDGEN_RUNNER):
 	$(CARGO) install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(WASM_BINDGEN_ROOT)
 
-test-wasm32: toolchain $(WASM_BINDGEN_RUNNER) ## The filter's pure tests compiled to wasm32, run under Node.js (wasm-bindgen-test)
+test-wasm: toolchain $(WASM_BINDGEN_RUNNER) ## The filter's pure tests compiled to wasm32, run under Node.js (wasm-bindgen-test)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
 		$(CARGO) test -p meshtrace-filter --target wasm32-unknown-unknown
