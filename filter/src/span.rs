@@ -205,7 +205,10 @@ fn bounded_lossy(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     use crate::trace::{TraceFlags, TraceId};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn span(status_code: Option<u16>, parent: bool) -> ServerSpan {
         let mut span = ServerSpan {

@@ -27,6 +27,10 @@ pub struct StackOptions {
     pub shim_running: bool,
     /// Plugin configuration JSON.
     pub plugin_config: String,
+    /// When the shim is not running: point the shim cluster at a listener that answers each
+    /// export with response headers and part of the body, then resets the connection (Envoy
+    /// reports that call-out as a failure with no response at all).
+    pub reset_exports: bool,
 }
 
 impl Default for StackOptions {
@@ -34,6 +38,7 @@ impl Default for StackOptions {
         Self {
             shim_running: true,
             plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
+            reset_exports: false,
         }
     }
 }
@@ -74,6 +79,8 @@ impl Stack {
             let shim = Shim::start(config).await?;
             let addr = shim.otlp_http_addr();
             (Some(shim), addr)
+        } else if options.reset_exports {
+            (None, resetting_sink().await?)
         } else {
             (None, closed_port()?)
         };
@@ -249,6 +256,57 @@ fn pad32(id: &str) -> String {
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
+/// A listener that reads each request, answers `200` with a `content-length` of 1000 but only
+/// 7 bytes of body, then resets the connection.
+async fn resetting_sink() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = read_request(&stream).await;
+                let mut reply = &b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial"[..];
+                while !reply.is_empty() && stream.writable().await.is_ok() {
+                    match stream.try_write(reply) {
+                        Ok(n) => reply = &reply[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+                // Dropped with a zero linger: the peer sees a reset, not a clean close.
+                let _ = stream.set_zero_linger();
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Reads one HTTP/1.1 request: the head, then `content-length` bytes of body.
+async fn read_request(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return Ok(());
+            }
+        }
+        stream.readable().await?;
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn closed_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
