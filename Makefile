@@ -119,7 +119,7 @@ $(WASM_BINDGEN_RUNNER):
 test-wasm: toolchain nodejs $(WASM_BINDGEN_RUNNER) ## The filter's pure tests compiled to wasm32, run under Node.js (wasm-bindgen-test)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
-		$(CARGO) test -p meshtrace-filter --target wasm32-unknown-unknown
+		$(CARGO) test -p meshtrace-filter --lib --target wasm32-unknown-unknown
 
 soak: wasm ## The harness's robustness tests at full size: 1,000,000 requests for the memory bound
 	MESHTRACE_SOAK_REQUESTS=1000000 $(CARGO) test --release -p meshtrace-wasm-host --test robustness -- --nocapture

@@ -133,8 +133,8 @@ fn usize_of(value: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId};
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

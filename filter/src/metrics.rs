@@ -194,8 +194,8 @@ fn outcome(sampled: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     use std::collections::HashSet;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
