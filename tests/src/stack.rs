@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::envoy::{Envoy, StackAddrs, local_config};
 use crate::eventually;
+use crate::injected::{Written, contexts};
 use crate::w3c::Traceparent;
 
 /// Plugin configuration of test stacks: `envoy/envoy.yaml`'s, with a 100 ms flush so spans
@@ -211,51 +212,13 @@ impl Echo {
             .ok_or_else(|| anyhow!("malformed traceparent upstream: {value:?}"))
     }
 
-    /// (header, trace id, span id, sampling field) of each trace format the upstream
-    /// received, split by hand (never with the filter's code): `traceparent` flags (`01`),
-    /// `b3` state (`1`, `0`, `d`), `x-b3-*` (`d` for `X-B3-Flags: 1`, else `X-B3-Sampled`, `?`
-    /// for neither), `uber-trace-id` flags (`03`). Ids are padded to 32 hex digits.
-    pub fn spans_received(&self) -> Vec<(&'static str, String, String, String)> {
-        let mut out = Vec::new();
-        if let Some(tp) = self.header("traceparent") {
-            let f: Vec<&str> = tp.split('-').collect();
-            out.push((
-                "traceparent",
-                f[1].to_owned(),
-                f[2].to_owned(),
-                f[3].to_owned(),
-            ));
-        }
-        if let Some(b3) = self.header("b3") {
-            let f: Vec<&str> = b3.split('-').collect();
-            out.push(("b3", pad32(f[0]), f[1].to_owned(), f[2].to_owned()));
-        }
-        if let (Some(t), Some(s)) = (self.header("x-b3-traceid"), self.header("x-b3-spanid")) {
-            let state = match (self.header("x-b3-sampled"), self.header("x-b3-flags")) {
-                (_, Some("1")) => "d",
-                (Some(s), None) => s,
-                _ => "?",
-            };
-            out.push(("x-b3-*", pad32(t), s.to_owned(), state.to_owned()));
-        }
-        if let Some(uber) = self.header("uber-trace-id") {
-            let f: Vec<&str> = uber.split(':').collect();
-            out.push((
-                "uber-trace-id",
-                pad32(f[0]),
-                f[1].to_owned(),
-                f[3].to_owned(),
-            ));
-        }
-        out
+    /// Each trace format the upstream received, read by [`crate::injected::contexts`] (never
+    /// with the filter's code).
+    pub fn spans_received(&self) -> Vec<Written> {
+        contexts(|name| self.header(name).map(str::to_owned))
     }
 }
 
-fn pad32(id: &str) -> String {
-    format!("{id:0>32}")
-}
-
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
 /// A listener that reads each request, answers `200` with a `content-length` of 1000 but only
 /// 7 bytes of body, then resets the connection.
 async fn resetting_sink() -> anyhow::Result<SocketAddr> {
@@ -307,6 +270,7 @@ async fn read_request(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
     }
 }
 
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
 fn closed_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)

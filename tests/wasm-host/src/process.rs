@@ -89,6 +89,13 @@ impl Process {
         self.inner.borrow().metrics.clone()
     }
 
+    /// The shared-data keys written under `vm_id`, in order.
+    pub fn shared_data_keys(&self, vm_id: &str) -> Vec<Vec<u8>> {
+        let inner = self.inner.borrow();
+        let keys = inner.shared_data.keys().filter(|(vm, _)| vm == vm_id);
+        keys.map(|(_, key)| key.clone()).collect()
+    }
+
     /// The shared data under `vm_id`/`key`, with its cas.
     pub fn shared_data(&self, vm_id: &str, key: &[u8]) -> Option<(Vec<u8>, u32)> {
         self.inner

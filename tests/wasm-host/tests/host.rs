@@ -66,41 +66,6 @@ fn injecting_into_an_unknown_host_call_is_refused() {
 }
 
 #[test]
-fn shared_data_cas_loses_no_update_across_vms_and_retries_a_mismatch() {
-    let process = Process::new();
-    let mut vms: Vec<Host> = (0..2)
-        .map(|_| probe_host(HostOptions::default().in_process(&process)))
-        .collect();
-    for n in 1..=10 {
-        let vm = &mut vms[n % 2];
-        assert_eq!(
-            results(vm, &["cas-incr hits"]),
-            [format!("ok {n} retries 0")]
-        );
-    }
-    vms[0]
-        .inject(Injection::new("proxy_set_shared_data", Status::CasMismatch).times(2))
-        .unwrap();
-    assert_eq!(
-        results(&mut vms[0], &["cas-incr hits"]),
-        ["ok 11 retries 2"]
-    );
-    let (value, cas) = process.shared_data("", b"hits").unwrap();
-    assert_eq!(
-        (value.as_slice(), cas),
-        (&b"11"[..], 11),
-        "Envoy's cas starts at 1 and steps by 1"
-    );
-    // Shared data is scoped by vm_id.
-    let mut other = probe_host(HostOptions {
-        vm_id: "other".into(),
-        process: Some(process.clone()),
-        ..HostOptions::default()
-    });
-    assert_eq!(results(&mut other, &["cas-incr hits"]), ["ok 1 retries 0"]);
-}
-
-#[test]
 fn properties_come_from_the_plugin_the_request_and_the_test() {
     let mut options = HostOptions {
         root_id: "tracing".into(),
