@@ -152,13 +152,9 @@ impl Context for TracingRoot {
                 &String::from_utf8_lossy(status.as_deref().unwrap_or(b"none")),
             );
         }
-        // A call slot is free: send what fills a batch, or everything when shutting down.
-        let flush = if vm.drain == Drain::No {
-            Flush::Full
-        } else {
-            Flush::All
-        };
-        vm.flush(flush);
+        // A call slot is free: send what fills a batch or, when draining, everything left at
+        // once (a batch just kept included: its one retry).
+        vm.flush_unless_draining(Flush::Full);
     }
 
     /// The plugin configuration is going away (a new one replaced it, or the listener was

@@ -3,13 +3,30 @@
 
 use meshtrace_tests::envoy::{validate, validate_plugin_config};
 use meshtrace_tests::repo_root;
-use meshtrace_tests::stack::{Stack, StackOptions};
+use meshtrace_tests::stack::{Stack, StackOptions, resetting_sink};
 use meshtrace_tests::w3c::Traceparent;
 use serde_json::json;
 use std::time::Duration;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
+
+/// Waits (20 s at most) until every span settled, and checks that all `requests` spans were
+/// dropped after their batch failed twice (kept once, retried once), with calls failing for
+/// `cause`, and that the accounting equation holds exactly on Envoy's `/stats`.
+async fn assert_all_dropped(stack: &Stack, requests: u64, cause: &str) {
+    let end = meshtrace_tests::accounting::settled(&stack.envoy, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        end.settled() && end.balanced(),
+        "{end:?}\n{}",
+        stack.envoy.log()
+    );
+    assert_eq!(end.dropped("retry_exhausted"), requests, "{end:?}");
+    assert!(end.calls_failed_by[cause] >= 1, "{end:?}");
+    assert_eq!(end.exported, 0);
+}
 
 async fn stack() -> Stack {
     Stack::start(StackOptions::default())
@@ -188,13 +205,34 @@ async fn requests_succeed_while_the_shim_is_down() {
     }
     // Envoy answers each call with 503 (connection refused); each batch is kept for one
     // retry, then dropped: every span ends up counted, none is lost without a count.
-    let end = meshtrace_tests::accounting::settled(&stack.envoy, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(end.settled() && end.balanced(), "{end:?}\n{}", stack.envoy.log());
-    assert_eq!(end.dropped("retry_exhausted"), REQUESTS, "{end:?}");
-    assert!(end.calls_failed_by["connect"] >= 1);
-    assert_eq!(end.exported, 0);
+    assert_all_dropped(&stack, REQUESTS, "connect").await;
+}
+
+/// An export answered with headers and then a reset (Envoy's `onHttpCallFailure`: the filter is
+/// called back with no response): the spans are counted as dropped and traffic is unaffected.
+/// Before the fix in `glue.rs`, reading `:status` there made the SDK panic and the VM died:
+/// every later request on that worker got 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_succeed_while_exports_are_reset_mid_response() {
+    let options = StackOptions {
+        shim_running: false,
+        exporter_addr: Some(resetting_sink().await.unwrap()),
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.unwrap();
+    const REQUESTS: u64 = 6;
+    for n in 0..REQUESTS {
+        let echo = stack.get(&format!("/reset/{n}"), &[]).await.unwrap();
+        assert_eq!(echo.status, 200, "request {n}: {}", stack.envoy.log());
+        // Let a flush (every 100 ms) and its reset happen before the next request.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_all_dropped(&stack, REQUESTS, "reset").await;
+    assert!(
+        !stack.envoy.log().contains("panicked"),
+        "{}",
+        stack.envoy.log()
+    );
 }
 
 #[test]

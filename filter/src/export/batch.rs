@@ -88,6 +88,9 @@ fn delimited_len(len: usize) -> usize {
 mod tests {
     use super::*;
     use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId};
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn span(n: u8, path_len: usize) -> ServerSpan {
         let mut span = ServerSpan {
