@@ -192,6 +192,17 @@ impl Envoy {
             .collect())
     }
 
+    /// The admin `/stats/prometheus` text, as a scraper gets it.
+    pub async fn prometheus(&self) -> anyhow::Result<String> {
+        Ok(
+            reqwest::get(format!("http://{}/stats/prometheus", self.admin))
+                .await?
+                .error_for_status()?
+                .text()
+                .await?,
+        )
+    }
+
     /// Bytes Envoy's allocator holds for the process (admin `/memory`, `allocated`): the Wasm
     /// VMs' linear memories included.
     pub async fn memory_allocated(&self) -> anyhow::Result<u64> {

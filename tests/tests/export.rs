@@ -132,6 +132,11 @@ async fn collector_down_then_up_every_span_is_counted_and_the_later_ones_arrive(
     );
     let stored = stored_span_ids(shim.admin_addr(), &up).await;
     assert_eq!(stored, up.into_iter().map(|(_, span)| span).collect());
+    // Logs are rate-limited: 600 requests and dozens of failed calls, a handful of lines
+    // (per VM: configured, then at most one line per 10 s for failed calls and for drops).
+    let log = stack.envoy.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("wasm log")).collect();
+    assert!(lines.len() <= 16, "{}", lines.join("\n"));
 }
 
 /// Polls the shim's `/api/traces/{trace_id}` until every span of `contexts` is stored;
@@ -303,8 +308,15 @@ async fn memory_stays_bounded_while_the_collector_is_down() {
     let stack = stack_exporting_to(closed_port().unwrap(), plugin_config(100, limits)).await;
     let mut readings = Vec::new();
     for phase in 0..3 {
-        let echoes = stack.load(&format!("/bounded{phase}"), 8000, 8).await.unwrap();
-        assert!(echoes.iter().all(|e| e.status == 200 && e.body["path"].is_string()));
+        let echoes = stack
+            .load(&format!("/bounded{phase}"), 8000, 8)
+            .await
+            .unwrap();
+        assert!(
+            echoes
+                .iter()
+                .all(|e| e.status == 200 && e.body["path"].is_string())
+        );
         let reading = Accounting::read(&stack.envoy).await.unwrap();
         let memory = stack.envoy.memory_allocated().await.unwrap();
         // Two worker VMs (the main thread's root context sees no traffic).
@@ -315,12 +327,119 @@ async fn memory_stays_bounded_while_the_collector_is_down() {
     let (first, first_memory) = &readings[1];
     let (last, last_memory) = &readings[2];
     let dropped = last.dropped_total() - first.dropped_total();
-    assert!(dropped >= 7000, "the collector is down, so nearly all are dropped: {last:?}");
+    assert!(
+        dropped >= 7000,
+        "the collector is down, so nearly all are dropped: {last:?}"
+    );
     // 8,000 more spans of ≈180 bytes went through the VMs between these two readings; had
     // they been kept, Envoy's heap would have grown by about 1.4 MB.
     let growth = last_memory.saturating_sub(*first_memory);
     eprintln!("memory: {first_memory} → {last_memory} (+{growth}), {dropped} spans dropped");
-    assert!(growth < 512 * 1024, "Envoy grew by {growth} bytes for {dropped} dropped spans");
+    assert!(
+        growth < 512 * 1024,
+        "Envoy grew by {growth} bytes for {dropped} dropped spans"
+    );
     let end = settled(&stack.envoy).await;
     assert_eq!(end.started, 24_000);
+}
+
+/// Every metric the filter defines is in `/stats` (`wasmcustom.<name>`) and in
+/// `/stats/prometheus` (`<name>`, with its `# TYPE`) with the same value; the families the
+/// issue names count what this traffic did: contexts extracted and malformed by format,
+/// sampling decisions by outcome and reason, spans exported, calls, drops by reason, the
+/// buffer gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_metrics_are_in_stats_and_prometheus_under_the_same_names() {
+    let config = r#"{"service_name":"meshtrace-test","exporter":{"flush_interval_ms":100},
+        "propagation":{"extract":["tracecontext","baggage","b3"]}}"#;
+    let options = StackOptions {
+        plugin_config: config.to_owned(),
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.expect("stack starts");
+    let requests: [(&str, &[u8]); 5] = [
+        (
+            "traceparent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        (
+            "traceparent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        ),
+        ("b3", b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ("traceparent", b"00-not-a-trace-01"),
+        ("x-unrelated", b"1"),
+    ];
+    for (i, header) in requests.iter().enumerate() {
+        let echo = stack
+            .get(&format!("/metrics/{i}"), &[*header])
+            .await
+            .unwrap();
+        assert_eq!(echo.status, 200);
+    }
+    let end = settled(&stack.envoy).await;
+    assert_eq!((end.started, end.not_sampled, end.exported), (5, 1, 4));
+
+    let stats = stack.envoy.stats().await.unwrap();
+    let prometheus = stack.envoy.prometheus().await.unwrap();
+    let mut types = BTreeMap::new();
+    let mut values = BTreeMap::new();
+    for line in prometheus.lines() {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            if let Some((name, kind)) = declared.split_once(' ') {
+                types.insert(name.to_owned(), kind.to_owned());
+            }
+        } else if let Some((name, value)) = line.split_once(' ') {
+            values.insert(name.trim_end_matches("{}").to_owned(), value.to_owned());
+        }
+    }
+    let ours: BTreeMap<&str, u64> = stats
+        .iter()
+        .filter_map(|(name, value)| Some((name.strip_prefix("wasmcustom.")?, *value)))
+        .filter(|(name, _)| name.starts_with("meshtrace_"))
+        .collect();
+    assert!(ours.len() > 50, "{ours:?}");
+    for (name, value) in &ours {
+        let kind = types.get(*name).map(String::as_str);
+        assert!(
+            matches!(kind, Some("counter" | "gauge")),
+            "{name}: # TYPE {kind:?}"
+        );
+        assert_eq!(
+            values.get(*name),
+            Some(&value.to_string()),
+            "{name} in /stats/prometheus"
+        );
+    }
+    assert_eq!(types["meshtrace_export_buffered_spans"], "gauge");
+    assert_eq!(types["meshtrace_spans_exported_total"], "counter");
+    let sum = |prefix: &str| -> u64 {
+        ours.iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, value)| value)
+            .sum()
+    };
+    #[rustfmt::skip]
+    let expected = [
+        ("meshtrace_context_extracted_tracecontext_total", 2),
+        ("meshtrace_context_extracted_b3_total", 1),
+        ("meshtrace_context_malformed_tracecontext_", 1),
+        ("meshtrace_sampling_sampled_parent_sampled_total", 2),
+        ("meshtrace_sampling_not_sampled_parent_not_sampled_total", 1),
+        ("meshtrace_sampling_sampled_root_total", 2),
+        ("meshtrace_spans_exported_total", 4),
+        ("meshtrace_spans_dropped_", 0),
+        ("meshtrace_export_calls_failed_total", 0),
+        ("meshtrace_export_buffered_spans", 0),
+    ];
+    for (prefix, count) in expected {
+        assert_eq!(sum(prefix), count, "{prefix}: {ours:#?}");
+    }
+    assert!(sum("meshtrace_export_calls_ok_total") >= 1);
+    for family in [
+        "meshtrace_spans_dropped_buffer_full_total",
+        "meshtrace_export_calls_failed_connect_total",
+    ] {
+        assert!(ours.contains_key(family), "{family} is defined");
+    }
 }
