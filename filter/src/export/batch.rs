@@ -87,30 +87,10 @@ fn delimited_len(len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId};
+    use crate::export::tests::span;
     // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn span(n: u8, path_len: usize) -> ServerSpan {
-        let mut span = ServerSpan {
-            context: SpanContext {
-                trace_id: TraceId::from_bytes([n.max(1); 16]).unwrap(),
-                span_id: SpanId::from_bytes([n.max(1); 8]).unwrap(),
-                flags: TraceFlags::from_wire(1),
-                debug: false,
-            },
-            parent_span_id: None,
-            start_unix_nanos: 1,
-            end_unix_nanos: 2,
-            method: String::new(),
-            path: String::new(),
-            status_code: Some(200),
-            extra_attributes: Vec::new(),
-        };
-        span.set_request(b"GET", "/x".repeat(path_len).as_bytes());
-        span
-    }
 
     #[test]
     fn body_is_the_span_modules_encoding_of_the_same_spans() {
@@ -120,7 +100,7 @@ mod tests {
         let template = BatchTemplate::new(&resource);
         // Sizes around the one- and two-byte varint boundaries of every length.
         for (count, path_len) in [(0, 1), (1, 1), (1, 60), (3, 70), (40, 2), (200, 100)] {
-            let spans: Vec<ServerSpan> = (0..count).map(|n| span(n as u8, path_len)).collect();
+            let spans: Vec<ServerSpan> = (0..count).map(|n| span(n as u8, 2 * path_len)).collect();
             let fields: Vec<u8> = spans.iter().flat_map(span_field).collect();
             let body = template.encode(&fields);
             let decode = |b: &[u8]| ExportTraceServiceRequest::decode(b).unwrap();

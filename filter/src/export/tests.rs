@@ -33,12 +33,21 @@ fn buffer(buffered: (u32, u32), batch: (u32, u32), calls: u32) -> SpanBuffer {
     SpanBuffer::new(&config(buffered, batch, calls), template())
 }
 
+/// `buffer` after pushing spans 1 to `spans` (10-byte paths).
+fn filled(mut buffer: SpanBuffer, spans: u8) -> SpanBuffer {
+    for n in 1..=spans {
+        buffer.push(field(n, 10));
+    }
+    buffer
+}
+
 /// Span number `n` (its span id is `n` in every byte), with a path of `path_len` bytes.
 fn field(n: u8, path_len: usize) -> Vec<u8> {
     span_field(&span(n, path_len))
 }
 
-fn span(n: u8, path_len: usize) -> ServerSpan {
+/// Span number `n` (its ids are `n` in every byte, 1 for 0), with a path of `path_len` bytes.
+pub(super) fn span(n: u8, path_len: usize) -> ServerSpan {
     let mut span = ServerSpan {
         context: SpanContext {
             trace_id: TraceId::from_bytes([n.max(1); 16]).unwrap(),
@@ -118,10 +127,7 @@ fn a_span_larger_than_a_batch_is_dropped_as_too_large() {
 
 #[test]
 fn batches_are_cut_by_spans_and_by_bytes_oldest_first() {
-    let mut by_count = buffer((100, 1 << 20), (2, 1 << 20), 8);
-    for n in 1..=5 {
-        by_count.push(field(n, 10));
-    }
+    let mut by_count = filled(buffer((100, 1 << 20), (2, 1 << 20), 8), 5);
     let cuts: Vec<Vec<u8>> = std::iter::from_fn(|| by_count.next_batch(Flush::All, 0))
         .map(|b| span_numbers(&b))
         .collect();
@@ -166,10 +172,7 @@ fn full_flushes_wait_for_a_full_batch_and_the_cap_on_calls_holds() {
 
 #[test]
 fn answers_export_drop_or_keep_the_batch_once() {
-    let mut buffer = buffer((100, 1 << 20), (4, 1 << 20), 4);
-    for n in 1..=16 {
-        buffer.push(field(n, 10));
-    }
+    let mut buffer = filled(buffer((100, 1 << 20), (4, 1 << 20), 4), 16);
     for token in 1..=4 {
         let batch = buffer.next_batch(Flush::All, 0).unwrap();
         buffer.dispatched(token, batch);
@@ -209,10 +212,7 @@ fn answers_export_drop_or_keep_the_batch_once() {
 
 #[test]
 fn kept_batches_go_only_on_full_flushes_of_everything() {
-    let mut buffer = buffer((100, 1 << 20), (2, 1 << 20), 4);
-    for n in 1..=4 {
-        buffer.push(field(n, 10));
-    }
+    let mut buffer = filled(buffer((100, 1 << 20), (2, 1 << 20), 4), 4);
     let batch = buffer.next_batch(Flush::All, 0).unwrap();
     buffer.dispatched(1, batch);
     buffer.settle(1, throttled(None), 0);
@@ -268,10 +268,7 @@ fn retry_after_holds_every_call_until_it_passes_capped() {
 
 #[test]
 fn a_drain_sends_everything_at_once() {
-    let mut buffer = buffer((100, 1 << 20), (2, 1 << 20), 1);
-    for n in 1..=6 {
-        buffer.push(field(n, 10));
-    }
+    let mut buffer = filled(buffer((100, 1 << 20), (2, 1 << 20), 1), 6);
     let batch = buffer.next_batch(Flush::All, 0).unwrap();
     buffer.dispatched(1, batch);
     buffer.settle(1, throttled(Some(60)), 0);
@@ -299,10 +296,7 @@ fn dispatch_refusals_are_retryable_failures() {
 
 #[test]
 fn reconfigure_keeps_everything_buffered_and_in_flight() {
-    let mut buffer = buffer((4, 1 << 20), (4, 1 << 20), 1);
-    for n in 1..=4 {
-        buffer.push(field(n, 10));
-    }
+    let mut buffer = filled(buffer((4, 1 << 20), (4, 1 << 20), 1), 4);
     let batch = buffer.next_batch(Flush::All, 0).unwrap();
     buffer.dispatched(1, batch);
     for n in 5..=8 {
