@@ -31,7 +31,7 @@ WASM_BINDGEN_ROOT := .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_ROOT)/bin/wasm-bindgen-test-runner
 
 .PHONY: help toolchain envoy pydeps wasm wasm-image build run test test-wasm soak lint fmt clean \
-	browser browser-packages nodejs fuzz bench bench-propagation bench-filter-cost bench-shim
+	browser browser-packages nodejs fuzz bench bench-propagation bench-filter-cost bench-export bench-shim
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ bench-propagation: ## Criterion benchmarks of propagation (extract + inject per 
 
 bench-filter-cost: wasm ## Per-request cost of the filter .wasm vs an empty pass-through filter under wasmtime; see docs/wasm-host.md
 	$(CARGO) run --release -p meshtrace-wasm-host --example cost
+
+bench-export: wasm envoy ## Export calls per 1,000 spans and Envoy CPU per request in real Envoy, filter vs none; see docs/export.md
+	$(PYTHON) scripts/export_bench.py --designs none,per_worker $(EXPORT_BENCH_ARGS)
 
 bench-shim: ## Measure the collector shim (throughput vs direct, RSS under overload); see docs/shim.md
 	@scripts/shim-bench.sh
