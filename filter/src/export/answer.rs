@@ -220,13 +220,16 @@ mod tests {
         }
     }
 
+    /// `:status`, `retry-after`, body, and the answer they make.
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, &'a [u8], Answer);
+
     #[rustfmt::skip]
     #[test]
     fn every_answer_class() {
         let connect = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
         let overflow = b"upstream connect error or disconnect/reset before headers. reset reason: overflow";
         let ok = Answer::Accepted { rejected_spans: 0, message: String::new() };
-        let cases: [(Option<&str>, Option<&str>, &[u8], Answer); 17] = [
+        let cases: [Case; 17] = [
             (Some("200"), None, b"", ok.clone()),
             (Some("202"), None, b"not protobuf \xff", ok.clone()),
             (None, None, b"", retryable(FailureCause::Reset, None)),
