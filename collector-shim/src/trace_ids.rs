@@ -87,7 +87,12 @@ mod tests {
         let ids = TraceIds::of(&batch(&[0xab, 0x01, 0xab, 0x02, 0x01]), 10);
         assert_eq!(
             ids.to_string(),
-            format!("{},{},{}", "ab".repeat(16), "01".repeat(16), "02".repeat(16))
+            format!(
+                "{},{},{}",
+                "ab".repeat(16),
+                "01".repeat(16),
+                "02".repeat(16)
+            )
         );
         assert_eq!(ids.total(), 3);
     }

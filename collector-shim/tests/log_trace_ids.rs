@@ -55,7 +55,7 @@ exporters:
         .env("RUST_LOG", rust_log)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(log).unwrap())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     (child, http)
@@ -106,20 +106,26 @@ async fn run(rust_log: &str) -> (Value, Option<Value>, Vec<String>) {
     let log = dir.path().join("shim.log");
     let accepting = Sink::new(vec![], Reply::Status(200));
     let refusing = Sink::new(vec![], Reply::Status(400));
-    let (mut shim, http) = start(
+    let (shim, http) = start(
         dir.path(),
         &accepting.serve_http().await.to_string(),
         &refusing.serve_http().await.to_string(),
         rust_log,
         &log,
     );
+    let shim = KillOnDrop(shim);
     let (request, ids) = batch();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
     let deadline = tokio::time::Instant::now() + LIMIT;
-    while post_protobuf(addr, &request).await != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "the shim never accepted");
+    // The shim is listening once a connection succeeds.
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shim never listened"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(post_protobuf(addr, &request).await, 200);
     let dropped = wait_for_line(
         &log,
         "dropped spans that could not be exported (further drops are logged at most once a \
@@ -132,9 +138,18 @@ async fn run(rust_log: &str) -> (Value, Option<Value>, Vec<String>) {
     } else {
         None
     };
-    shim.kill().unwrap();
-    shim.wait().unwrap();
+    drop(shim);
     (dropped, exported, ids)
+}
+
+/// The shim process, killed (and reaped) however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test]

@@ -206,6 +206,9 @@ fn bounded_lossy(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::trace::{TraceFlags, TraceId};
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn span(status_code: Option<u16>, parent: bool) -> ServerSpan {
         let mut span = ServerSpan {

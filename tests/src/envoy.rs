@@ -76,8 +76,13 @@ pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::
 }
 
 /// `config_yaml` (from [`local_config`]) with the listener's access log written to `path`
-/// instead of stdout, in the same format.
-pub fn with_access_log(config_yaml: &str, path: &Path) -> anyhow::Result<String> {
+/// instead of stdout, in `log_format` (a `SubstitutionFormatString`) when given, else in the
+/// same format.
+pub fn with_access_log(
+    config_yaml: &str,
+    path: &Path,
+    log_format: Option<&Value>,
+) -> anyhow::Result<String> {
     let mut doc: Value = serde_yaml_ng::from_str(config_yaml)?;
     let logs = hcm_config(listener(&mut doc)?)?
         .get_mut("access_log")
@@ -92,6 +97,9 @@ pub fn with_access_log(config_yaml: &str, path: &Path) -> anyhow::Result<String>
         &["typed_config", "path"],
         path.display().to_string().into(),
     )?;
+    if let Some(format) = log_format {
+        set(file, &["typed_config", "log_format"], format.clone())?;
+    }
     Ok(serde_yaml_ng::to_string(&doc)?)
 }
 

@@ -21,49 +21,61 @@ enum Incoming {
     NotSampled,
     /// A sampled single `b3` header: continued and sampled.
     B3,
-    /// A malformed `traceparent`: a new trace.
+    /// A malformed `traceparent` (valid ids in upper case): a new trace.
     Malformed,
+    /// A `traceparent` that is not even UTF-8: a new trace.
+    NotUtf8,
 }
 
 impl Incoming {
-    const ALL: [Incoming; 5] = [
+    const ALL: [Incoming; 6] = [
         Incoming::Nothing,
         Incoming::Sampled,
         Incoming::NotSampled,
         Incoming::B3,
         Incoming::Malformed,
+        Incoming::NotUtf8,
     ];
 
     /// The trace header sent for request `n`, and the trace id it names (if it is valid).
-    fn header(self, n: usize) -> (Option<(&'static str, String)>, Option<String>) {
+    fn header(self, n: usize) -> (Option<(&'static str, Vec<u8>)>, Option<String>) {
         let trace = format!("4bf92f3577b34da6a3ce929d0e0e{n:04x}");
         let parent = "00f067aa0ba902b7";
         match self {
             Incoming::Nothing => (None, None),
             Incoming::Sampled => (
-                Some(("traceparent", format!("00-{trace}-{parent}-01"))),
+                Some(("traceparent", format!("00-{trace}-{parent}-01").into())),
                 Some(trace),
             ),
             Incoming::NotSampled => (
-                Some(("traceparent", format!("00-{trace}-{parent}-00"))),
+                Some(("traceparent", format!("00-{trace}-{parent}-00").into())),
                 Some(trace),
             ),
-            Incoming::B3 => (Some(("b3", format!("{trace}-{parent}-1"))), Some(trace)),
+            Incoming::B3 => (
+                Some(("b3", format!("{trace}-{parent}-1").into())),
+                Some(trace),
+            ),
             // Upper-case hex: invalid in W3C, so the (otherwise fine) ids must not be taken.
             Incoming::Malformed => (
                 Some((
                     "traceparent",
-                    format!("00-{}-{parent}-01", trace.to_uppercase()),
+                    format!("00-{}-{parent}-01", trace.to_uppercase()).into(),
                 )),
                 None,
             ),
+            // The trace id is fine, the rest is not UTF-8: nothing of it may be taken.
+            Incoming::NotUtf8 => {
+                let mut value = format!("00-{trace}-").into_bytes();
+                value.extend_from_slice(b"\xff\xfe-01");
+                (Some(("traceparent", value)), None)
+            }
         }
     }
 
     /// The decision and reason the filter's default sampling makes.
     fn expected(self) -> (bool, &'static str) {
         match self {
-            Incoming::Nothing | Incoming::Malformed => (true, "root"),
+            Incoming::Nothing | Incoming::Malformed | Incoming::NotUtf8 => (true, "root"),
             Incoming::Sampled | Incoming::B3 => (true, "parent_sampled"),
             Incoming::NotSampled => (false, "parent_not_sampled"),
         }
@@ -96,17 +108,25 @@ fn logged(line: &Value) -> (String, String, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_ids_are_the_upstreams_and_the_stored_spans_request_by_request() {
     let stack = Arc::new(Stack::start(StackOptions::default()).await.unwrap());
+    requests_are_logged_with_their_ids(&stack, REQUESTS).await;
+}
+
+/// Sends `count` requests concurrently, spread over the [`Incoming`] kinds, and checks each
+/// one's access-log line (found by its path) against the `traceparent` the upstream got, the
+/// decision the filter's default sampling makes, and the span stored in the shim (sampled) or
+/// its absence (unsampled).
+async fn requests_are_logged_with_their_ids(stack: &Arc<Stack>, count: usize) {
     // Concurrent requests over several connections, so both workers (VMs) serve some and the
     // lines interleave: each must still carry its own request's ids.
     let mut requests = tokio::task::JoinSet::new();
-    for n in 0..REQUESTS {
-        let stack = Arc::clone(&stack);
+    for n in 0..count {
+        let stack = Arc::clone(stack);
         requests.spawn(async move {
             let kind = Incoming::ALL[n % Incoming::ALL.len()];
             let (header, sent_trace) = kind.header(n);
             let headers: Vec<(&str, &[u8])> = header
                 .iter()
-                .map(|(name, value)| (*name, value.as_bytes()))
+                .map(|(name, value)| (*name, value.as_slice()))
                 .collect();
             let path = format!("/corr/{n}");
             let echo = stack.get(&path, &headers).await.unwrap();
@@ -117,8 +137,8 @@ async fn access_log_ids_are_the_upstreams_and_the_stored_spans_request_by_reques
         requests.join_all().await.into_iter().collect();
     answered.sort_by_key(|(n, ..)| *n);
 
-    let lines = stack.wait_for_access_log(REQUESTS).await.unwrap();
-    assert_eq!(lines.len(), REQUESTS, "one line per request: {lines:#?}");
+    let lines = stack.wait_for_access_log(count).await.unwrap();
+    assert_eq!(lines.len(), count, "one line per request: {lines:#?}");
     let mut unsampled = Vec::new();
     for (n, kind, sent_trace, echo) in &answered {
         let path = format!("/corr/{n}");
@@ -155,7 +175,13 @@ async fn access_log_ids_are_the_upstreams_and_the_stored_spans_request_by_reques
         }
     }
     // Every sampled span has arrived by now; the unsampled ones were logged, never exported.
-    assert_eq!(unsampled.len(), REQUESTS / Incoming::ALL.len());
+    assert_eq!(
+        unsampled.len(),
+        answered
+            .iter()
+            .filter(|(_, kind, ..)| !kind.expected().0)
+            .count()
+    );
     let admin = stack.shim.as_ref().unwrap().admin_addr();
     for trace_id in unsampled {
         let answer = reqwest::get(format!("http://{admin}/api/traces/{trace_id}"))
@@ -307,18 +333,71 @@ async fn turned_off_the_ids_are_absent_and_tracing_goes_on() {
         .unwrap();
 }
 
+/// The JSON access-log formats of `istio/meshconfig/`, as istiod hands them to Envoy
+/// (istio/istio `pilot/pkg/model/telemetry_logging.go`): a provider's `logFormat.labels`, or
+/// the mesh's `accessLogFormat` parsed as JSON, becomes the file access log's `json_format`,
+/// with `json_format_options.sort_properties: false`.
+fn istio_formats() -> Vec<(String, serde_yaml_ng::Value)> {
+    let dir = meshtrace_tests::repo_root().join("istio/meshconfig");
+    let mut formats = Vec::new();
+    for file in ["access-log-provider.yaml", "access-log-format.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let values: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let mesh = &values["meshConfig"];
+        let mut labels = Vec::new();
+        if let Some(format) = mesh["accessLogFormat"].as_str() {
+            assert_eq!(mesh["accessLogEncoding"], "JSON", "{file}");
+            labels.push((
+                "accessLogFormat".to_owned(),
+                serde_json::from_str(format).unwrap(),
+            ));
+        }
+        for provider in mesh["extensionProviders"].as_array().into_iter().flatten() {
+            let name = provider["name"].as_str().unwrap();
+            let format = provider["envoyFileAccessLog"]["logFormat"]["labels"].clone();
+            labels.push((format!("provider {name}"), format));
+        }
+        for (what, json_format) in labels {
+            let format = json!({
+                "json_format": json_format,
+                "json_format_options": {"sort_properties": false},
+            });
+            let format = serde_yaml_ng::to_value(format).unwrap();
+            formats.push((format!("{file} {what}"), format));
+        }
+    }
+    formats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_access_log_formats_carry_the_ids_in_real_envoy() {
+    let formats = istio_formats();
+    assert_eq!(formats.len(), 2, "{formats:?}");
+    for (name, format) in formats {
+        println!("format: {name}");
+        let options = StackOptions {
+            access_log_format: Some(format),
+            ..StackOptions::default()
+        };
+        let stack = Arc::new(Stack::start(options).await.unwrap());
+        requests_are_logged_with_their_ids(&stack, 2 * Incoming::ALL.len()).await;
+    }
+}
+
 #[test]
-fn the_local_config_logs_the_published_names() {
-    // envoy/envoy.yaml reads exactly the names the filter publishes, as plain strings.
-    let yaml =
-        std::fs::read_to_string(meshtrace_tests::repo_root().join("envoy/envoy.yaml")).unwrap();
-    for property in meshtrace_filter::correlation::PROPERTIES {
-        let key = meshtrace_filter::correlation::filter_state_key(property);
-        let operator = format!("%FILTER_STATE({key}:PLAIN)%");
-        assert_eq!(
-            yaml.matches(&operator).count(),
-            1,
-            "{operator} in envoy/envoy.yaml"
-        );
+fn the_local_and_istio_configs_log_the_published_names() {
+    // envoy/envoy.yaml and istio/meshconfig/ read exactly the names the filter publishes, as
+    // plain strings.
+    for file in [
+        "envoy/envoy.yaml",
+        "istio/meshconfig/access-log-provider.yaml",
+        "istio/meshconfig/access-log-format.yaml",
+    ] {
+        let text = std::fs::read_to_string(meshtrace_tests::repo_root().join(file)).unwrap();
+        for property in meshtrace_filter::correlation::PROPERTIES {
+            let key = meshtrace_filter::correlation::filter_state_key(property);
+            let operator = format!("%FILTER_STATE({key}:PLAIN)%");
+            assert_eq!(text.matches(&operator).count(), 1, "{operator} in {file}");
+        }
     }
 }
