@@ -5,6 +5,7 @@
 //! defaulted), then [`FilterConfig::validate`]. Every error names the field it is about, so
 //! `on_configure` can refuse the configuration with a message an operator can act on.
 
+use crate::correlation::CorrelationConfig;
 use crate::propagation::Format;
 use crate::sampling::SamplingConfig;
 use serde::Deserialize;
@@ -67,6 +68,8 @@ pub struct FilterConfig {
     pub propagation: PropagationConfig,
     /// Head sampling (see `docs/sampling.md`).
     pub sampling: SamplingConfig,
+    /// The span's ids published to the rest of the proxy (see `docs/correlation.md`).
+    pub correlation: CorrelationConfig,
 }
 
 /// Context propagation: formats read and written, and where propagation stops.
@@ -147,6 +150,7 @@ impl Default for FilterConfig {
             exporter: ExporterConfig::default(),
             propagation: PropagationConfig::default(),
             sampling: SamplingConfig::default(),
+            correlation: CorrelationConfig::default(),
         }
     }
 }

@@ -14,13 +14,15 @@
 //!  TracingHttp (one per stream)           TracingRoot (one per VM, owns the export)
 //!  on_http_request_headers: extract,      on_configure: parse config, build the sampler,
 //!    start span, sample, write the          create the shared rate-limit buckets, start
-//!    injected formats (or strip them all)   the tick
+//!    injected formats (or strip them all),  the tick
+//!    publish the ids as filter state
 //!  on_http_response_headers: status,      on_tick: flush batches → dispatch_http_call
 //!    traceresponse                        on_http_call_response: settle the batch
 //!  on_log: end span ──push──▶ Vm.buffer ◀──────────┘
 //! ```
 
 use crate::config::FilterConfig;
+use crate::correlation;
 use crate::export::{CallOutcome, Push, SpanBuffer, call_outcome};
 use crate::ids::RandomIdGenerator;
 use crate::log_throttle::LogThrottle;
@@ -305,6 +307,9 @@ impl HttpContext for TracingHttp {
         );
         let failed = handled.writes.iter().filter(|w| apply(w).is_err()).count();
         vm.count_request(&handled, failed);
+        if vm.config.correlation.filter_state {
+            publish_correlation(&handled);
+        }
         self.span = Some(handled.span);
         Action::Continue
     }
@@ -415,6 +420,19 @@ fn apply(write: &HeaderWrite) -> Result<(), Status> {
         ),
         HeaderWrite::Remove(name) => {
             hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None)
+        }
+    }
+}
+
+/// Writes the span's ids as properties, which Envoy keeps as filter state
+/// `wasm.meshtrace.*` on the stream for access logs and later filters (see
+/// [`crate::correlation`]). Envoy answers `Ok` while the stream exists, which it does in the
+/// request-headers callback (proxy-wasm 0.2.5 panics on any other status rather than return
+/// it); should a later SDK return an error, the request goes on without that property.
+fn publish_correlation(handled: &Handled) {
+    for (path, value) in correlation::properties(handled) {
+        if let Err(status) = hostcalls::set_property(vec![path], Some(value.as_bytes())) {
+            log::debug!("property {path} not set: {status:?}");
         }
     }
 }

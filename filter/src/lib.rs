@@ -15,6 +15,7 @@
 )]
 
 pub mod config;
+pub mod correlation;
 pub mod export;
 pub mod ids;
 pub mod log_throttle;

@@ -13,6 +13,8 @@ use crate::{eventually, filter_wasm, repo_root};
 
 /// How long Envoy may take to become ready (it takes well under a second here).
 const START_LIMIT: Duration = Duration::from_secs(30);
+/// How often Envoy flushes access logs to their files in tests (its default is 10 s).
+const ACCESS_LOG_FLUSH_MSEC: &str = "100";
 
 /// The Envoy binary: `$MESHTRACE_ENVOY`, else the project's virtualenv (`make envoy`).
 pub fn envoy_binary() -> PathBuf {
@@ -48,9 +50,7 @@ pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::
         &["admin", "address", "socket_address", "port_value"],
         0.into(),
     )?;
-    let listener = at(&mut doc, &["static_resources", "listeners"])?
-        .get_mut(0)
-        .ok_or_else(|| anyhow!("no listener"))?;
+    let listener = listener(&mut doc)?;
     set(
         listener,
         &["address", "socket_address", "port_value"],
@@ -75,6 +75,74 @@ pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::
     Ok(serde_yaml_ng::to_string(&doc)?)
 }
 
+/// `config_yaml` (from [`local_config`]) with the listener's access log written to `path`
+/// instead of stdout, in `log_format` (a `SubstitutionFormatString`) when given, else in the
+/// same format.
+pub fn with_access_log(
+    config_yaml: &str,
+    path: &Path,
+    log_format: Option<&Value>,
+) -> anyhow::Result<String> {
+    let mut doc: Value = serde_yaml_ng::from_str(config_yaml)?;
+    let logs = hcm_config(listener(&mut doc)?)?
+        .get_mut("access_log")
+        .and_then(Value::as_sequence_mut)
+        .ok_or_else(|| anyhow!("envoy.yaml has no access_log"))?;
+    let file = logs
+        .iter_mut()
+        .find(|log| log.get("name").and_then(Value::as_str) == Some("envoy.access_loggers.file"))
+        .ok_or_else(|| anyhow!("envoy.yaml has no file access log"))?;
+    set(
+        file,
+        &["typed_config", "path"],
+        path.display().to_string().into(),
+    )?;
+    if let Some(format) = log_format {
+        set(file, &["typed_config", "log_format"], format.clone())?;
+    }
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
+
+/// `config_yaml` (from [`local_config`]) with `filters` inserted right after the Wasm filter
+/// and, when given, the router's upstream HTTP filters (the `upstream_codec` is appended).
+pub fn with_http_filters(
+    config_yaml: &str,
+    filters: &[Value],
+    upstream_filters: &[Value],
+) -> anyhow::Result<String> {
+    let mut doc: Value = serde_yaml_ng::from_str(config_yaml)?;
+    let chain = hcm_config(listener(&mut doc)?)?
+        .get_mut("http_filters")
+        .and_then(Value::as_sequence_mut)
+        .ok_or_else(|| anyhow!("no http_filters"))?;
+    let wasm = chain
+        .iter()
+        .position(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
+        .ok_or_else(|| anyhow!("no envoy.filters.http.wasm filter"))?;
+    for (offset, filter) in filters.iter().enumerate() {
+        chain.insert(wasm + 1 + offset, filter.clone());
+    }
+    if !upstream_filters.is_empty() {
+        let router = chain
+            .iter_mut()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.router"))
+            .and_then(|f| f.get_mut("typed_config"))
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| anyhow!("no envoy.filters.http.router filter"))?;
+        let mut upstream = upstream_filters.to_vec();
+        upstream.push(serde_yaml_ng::from_str(UPSTREAM_CODEC)?);
+        router.insert("upstream_http_filters".into(), Value::Sequence(upstream));
+    }
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
+
+/// The last upstream HTTP filter, which Envoy requires when the router has any.
+const UPSTREAM_CODEC: &str = r#"
+name: envoy.filters.http.upstream_codec
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+"#;
+
 /// A running Envoy, killed when dropped.
 #[derive(Debug)]
 pub struct Envoy {
@@ -83,13 +151,15 @@ pub struct Envoy {
     pub admin: SocketAddr,
     /// The ingress listener.
     pub listener: SocketAddr,
+    /// Envoy's own log (its stderr: Envoy logs there unless given `--log-path`).
     log: PathBuf,
     _dir: TempDir,
 }
 
 impl Envoy {
-    /// Starts Envoy (`--concurrency 2`, so two worker VMs) with `config_yaml` and waits until
-    /// it is ready; fails with Envoy's log if it exits or never gets ready.
+    /// Starts Envoy (`--concurrency 2`, so two worker VMs; access logs flushed every 100 ms)
+    /// with `config_yaml` and waits until it is ready; fails with Envoy's log if it exits or
+    /// never gets ready.
     pub async fn start(config_yaml: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.yaml");
@@ -100,12 +170,13 @@ impl Envoy {
             .arg("-c")
             .arg(&config)
             .args(["--disable-hot-restart", "--concurrency", "2", "-l", "info"])
+            .args(["--file-flush-interval-msec", ACCESS_LOG_FLUSH_MSEC])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .current_dir(repo_root())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(dir.path().join("envoy.stderr"))?)
+            .stdout(std::fs::File::create(dir.path().join("envoy.stdout"))?)
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("spawning envoy")?;
         let mut envoy = Self {
@@ -176,7 +247,7 @@ impl Envoy {
             .with_context(|| format!("stat {name}"))
     }
 
-    /// Everything Envoy logged so far.
+    /// Everything Envoy logged so far (its own log, with the filter's lines).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -221,13 +292,26 @@ pub fn validate_plugin_config(plugin_config: &str) -> anyhow::Result<(bool, Stri
     Ok((output.status.success(), log))
 }
 
-fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
-    let filters = at(listener, &["filter_chains"])?
+/// The first (ingress) listener.
+fn listener(doc: &mut Value) -> anyhow::Result<&mut Value> {
+    at(doc, &["static_resources", "listeners"])?
+        .get_mut(0)
+        .ok_or_else(|| anyhow!("no listener"))
+}
+
+/// The HTTP connection manager's `typed_config` of `listener`.
+fn hcm_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
+    at(listener, &["filter_chains"])?
         .get_mut(0)
         .and_then(|chain| chain.get_mut("filters"))
         .and_then(|filters| filters.get_mut(0))
         .and_then(|hcm| hcm.get_mut("typed_config"))
-        .and_then(|hcm| hcm.get_mut("http_filters"))
+        .ok_or_else(|| anyhow!("no http_connection_manager"))
+}
+
+fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
+    let filters = hcm_config(listener)?
+        .get_mut("http_filters")
         .and_then(Value::as_sequence_mut)
         .ok_or_else(|| anyhow!("no http_filters"))?;
     filters

@@ -6,9 +6,11 @@ use meshtrace_collector_shim::{Shim, ShimConfig};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+use tempfile::TempDir;
 
-use crate::envoy::{Envoy, StackAddrs, local_config};
+use crate::envoy::{Envoy, StackAddrs, local_config, with_access_log, with_http_filters};
 use crate::eventually;
 use crate::injected::{Written, contexts};
 use crate::w3c::Traceparent;
@@ -20,6 +22,8 @@ pub const TEST_PLUGIN_CONFIG: &str =
 
 /// How long a span may take from the request to the shim's store (normally ~100 ms).
 pub const SPAN_ARRIVAL_LIMIT: Duration = Duration::from_secs(10);
+/// How long an access-log line may take to reach its file (Envoy flushes every 100 ms in tests).
+pub const ACCESS_LOG_LIMIT: Duration = Duration::from_secs(10);
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -28,10 +32,17 @@ pub struct StackOptions {
     pub shim_running: bool,
     /// Plugin configuration JSON.
     pub plugin_config: String,
+    /// HTTP filters (Envoy YAML) to run right after the Wasm filter.
+    pub http_filters: Vec<serde_yaml_ng::Value>,
+    /// The router's upstream HTTP filters (the codec filter is added after them).
+    pub upstream_http_filters: Vec<serde_yaml_ng::Value>,
     /// When the shim is not running: point the shim cluster at a listener that answers each
     /// export with response headers and part of the body, then resets the connection (Envoy
     /// reports that call-out as a failure with no response at all).
     pub reset_exports: bool,
+    /// The access log's format (an Envoy `SubstitutionFormatString`) instead of
+    /// `envoy/envoy.yaml`'s.
+    pub access_log_format: Option<serde_yaml_ng::Value>,
 }
 
 impl Default for StackOptions {
@@ -39,7 +50,10 @@ impl Default for StackOptions {
         Self {
             shim_running: true,
             plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
+            http_filters: Vec::new(),
+            upstream_http_filters: Vec::new(),
             reset_exports: false,
+            access_log_format: None,
         }
     }
 }
@@ -52,6 +66,9 @@ pub struct Stack {
     /// The shim, when running.
     pub shim: Option<Shim>,
     client: reqwest::Client,
+    /// Envoy's access log: `envoy/envoy.yaml`'s JSON lines, written here instead of stdout.
+    access_log: PathBuf,
+    _logs: TempDir,
 }
 
 /// The demo upstream's answer, as the client got it through Envoy.
@@ -89,7 +106,16 @@ impl Stack {
             upstream,
             shim: shim_addr,
         };
-        let envoy = Envoy::start(&local_config(&addrs, Some(&options.plugin_config))?).await?;
+        let logs = tempfile::tempdir()?;
+        let access_log = logs.path().join("access.log");
+        let config = local_config(&addrs, Some(&options.plugin_config))?;
+        let config = with_access_log(&config, &access_log, options.access_log_format.as_ref())?;
+        let config = with_http_filters(
+            &config,
+            &options.http_filters,
+            &options.upstream_http_filters,
+        )?;
+        let envoy = Envoy::start(&config).await?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -97,7 +123,43 @@ impl Stack {
             envoy,
             shim,
             client,
+            access_log,
+            _logs: logs,
         })
+    }
+
+    /// The complete access-log lines Envoy wrote so far, each parsed as JSON (a line that is
+    /// not JSON is an error: the format is JSON).
+    pub fn access_log(&self) -> anyhow::Result<Vec<Value>> {
+        let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
+        // A line still being written has no newline yet.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .with_context(|| format!("access-log line is not JSON: {line:?}"))
+            })
+            .collect()
+    }
+
+    /// Waits until the access log holds at least `lines` lines and returns them all.
+    pub async fn wait_for_access_log(&self, lines: usize) -> anyhow::Result<Vec<Value>> {
+        let found = eventually(ACCESS_LOG_LIMIT, || async {
+            let parsed = self.access_log();
+            match &parsed {
+                Ok(all) if all.len() < lines => None,
+                _ => Some(parsed),
+            }
+        })
+        .await;
+        match found {
+            Some(parsed) => parsed,
+            None => Err(anyhow!(
+                "fewer than {lines} access-log lines after {ACCESS_LOG_LIMIT:?}: {:?}",
+                self.access_log()
+            )),
+        }
     }
 
     /// Sends `GET path` through Envoy with `headers` (raw bytes, so non-UTF-8 values go out as
