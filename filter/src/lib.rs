@@ -14,16 +14,22 @@
     )
 )]
 
+pub mod attributes;
 pub mod config;
+pub mod content;
 pub mod export;
+pub mod host;
 pub mod ids;
 pub mod log_throttle;
 pub mod metrics;
 pub mod propagation;
 pub mod request;
+pub mod resource;
+pub mod route;
 pub mod sampling;
 pub mod semconv;
 pub mod span;
+pub mod tags;
 pub mod trace;
 
 #[cfg(target_arch = "wasm32")]
