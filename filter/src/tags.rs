@@ -27,8 +27,10 @@ use crate::host::{self, Encoding, Environment, Expect, Properties, Raw};
 use crate::propagation::Headers;
 use crate::propagation::baggage::Baggage;
 use crate::semconv::{HTTP_REQUEST_HEADER_PREFIX, HTTP_RESPONSE_HEADER_PREFIX};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::fmt;
 
 /// Headers that carry credentials: never tagged unless a tag opts in.
 pub const SENSITIVE_HEADERS: [&str; 5] = [
@@ -76,9 +78,8 @@ pub struct TagConfig {
     pub allow_sensitive: bool,
 }
 
-/// A literal or default as written in the JSON.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+/// A literal or default as written in the JSON: a string, a number or a boolean.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Scalar {
     /// `true` / `false`.
     Bool(bool),
@@ -91,8 +92,7 @@ pub enum Scalar {
 }
 
 /// A property path: dotted, or as explicit segments (for keys that contain dots).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum PropertyConfig {
     /// `"source.address"`.
     Dotted(String),
@@ -682,6 +682,66 @@ fn mistyped(at: &str, scalar: &Scalar, value_type: ValueType) -> ConfigError {
         ValueType::Bool => "bool",
     };
     ConfigError::new(at, format!("{shown} is not a valid {expected}"))
+}
+
+// === impl Scalar, PropertyConfig ===
+
+// Hand-written rather than `#[serde(untagged)]`: the derived form buffers through serde's
+// generic content type, which costs the module tens of kilobytes.
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, a number or a boolean")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or(Scalar::Double(v as f64), Scalar::Int))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Double(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::String(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for PropertyConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PathVisitor;
+        impl<'de> Visitor<'de> for PathVisitor {
+            type Value = PropertyConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a dotted attribute name or a list of path segments")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PropertyConfig, E> {
+                Ok(PropertyConfig::Dotted(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PropertyConfig, A::Error> {
+                let mut segments = Vec::new();
+                while let Some(segment) = seq.next_element::<String>()? {
+                    if segments.len() >= MAX_PROPERTY_SEGMENTS {
+                        return Err(de::Error::custom(format!(
+                            "at most {MAX_PROPERTY_SEGMENTS} segments"
+                        )));
+                    }
+                    segments.push(segment);
+                }
+                Ok(PropertyConfig::Segments(segments))
+            }
+        }
+        deserializer.deserialize_any(PathVisitor)
+    }
 }
 
 #[cfg(test)]

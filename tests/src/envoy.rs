@@ -36,10 +36,28 @@ pub struct StackAddrs {
     pub shim: SocketAddr,
 }
 
+/// What a test adds to Envoy's configuration beyond the plugin configuration.
+#[derive(Clone, Debug, Default)]
+pub struct EnvoyExtras {
+    /// The bootstrap `node` (id, cluster, metadata), as Istio's agent writes it for a sidecar.
+    pub node: Option<Value>,
+    /// The filter VM's `vm_config.environment_variables.key_values`.
+    pub vm_env: Vec<(String, String)>,
+}
+
 /// `envoy/envoy.yaml` rewritten for a test: listener and admin on port 0, the clusters on
 /// `addrs`, the filter loaded from the absolute `.wasm` path, and, when given, another plugin
 /// configuration JSON.
 pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::Result<String> {
+    local_config_with(addrs, plugin_config, &EnvoyExtras::default())
+}
+
+/// [`local_config`] plus a bootstrap node and VM environment variables.
+pub fn local_config_with(
+    addrs: &StackAddrs,
+    plugin_config: Option<&str>,
+    extras: &EnvoyExtras,
+) -> anyhow::Result<String> {
     let path = repo_root().join("envoy/envoy.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let mut doc: Value = serde_yaml_ng::from_str(&text)?;
@@ -66,6 +84,24 @@ pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::
     if let Some(json) = plugin_config {
         set(wasm, &["configuration", "value"], json.into())?;
     }
+    if !extras.vm_env.is_empty() {
+        let vm_config = at(wasm, &["vm_config"])?
+            .as_mapping_mut()
+            .ok_or_else(|| anyhow!("vm_config is not a mapping"))?;
+        let values: serde_yaml_ng::Mapping = extras
+            .vm_env
+            .iter()
+            .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
+            .collect();
+        let mut variables = serde_yaml_ng::Mapping::new();
+        variables.insert("key_values".into(), Value::Mapping(values));
+        vm_config.insert("environment_variables".into(), Value::Mapping(variables));
+    }
+    if let Some(node) = &extras.node {
+        doc.as_mapping_mut()
+            .ok_or_else(|| anyhow!("envoy.yaml is not a mapping"))?
+            .insert("node".into(), node.clone());
+    }
     for (cluster, addr) in [
         ("demo_upstream", addrs.upstream),
         ("meshtrace_shim", addrs.shim),
@@ -91,6 +127,12 @@ impl Envoy {
     /// Starts Envoy (`--concurrency 2`, so two worker VMs) with `config_yaml` and waits until
     /// it is ready; fails with Envoy's log if it exits or never gets ready.
     pub async fn start(config_yaml: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(config_yaml, &[]).await
+    }
+
+    /// [`Envoy::start`] with extra environment variables for the Envoy process (what Envoy's
+    /// own `environment` custom tags read).
+    pub async fn start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.yaml");
         let admin_file = dir.path().join("admin-address");
@@ -103,6 +145,7 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .current_dir(repo_root())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(dir.path().join("envoy.stderr"))?)

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::envoy::{Envoy, StackAddrs, local_config};
+use crate::envoy::{Envoy, EnvoyExtras, StackAddrs, local_config_with};
 use crate::eventually;
 use crate::w3c::Traceparent;
 
@@ -27,6 +27,8 @@ pub struct StackOptions {
     pub shim_running: bool,
     /// Plugin configuration JSON.
     pub plugin_config: String,
+    /// Bootstrap node and VM environment for Envoy.
+    pub envoy: EnvoyExtras,
 }
 
 impl Default for StackOptions {
@@ -34,6 +36,7 @@ impl Default for StackOptions {
         Self {
             shim_running: true,
             plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
+            envoy: EnvoyExtras::default(),
         }
     }
 }
@@ -45,6 +48,8 @@ pub struct Stack {
     pub envoy: Envoy,
     /// The shim, when running.
     pub shim: Option<Shim>,
+    /// The demo upstream.
+    pub upstream: SocketAddr,
     client: reqwest::Client,
 }
 
@@ -81,13 +86,15 @@ impl Stack {
             upstream,
             shim: shim_addr,
         };
-        let envoy = Envoy::start(&local_config(&addrs, Some(&options.plugin_config))?).await?;
+        let config = local_config_with(&addrs, Some(&options.plugin_config), &options.envoy)?;
+        let envoy = Envoy::start(&config).await?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
         Ok(Self {
             envoy,
             shim,
+            upstream,
             client,
         })
     }
@@ -95,6 +102,18 @@ impl Stack {
     /// Sends `GET path` through Envoy with `headers` (raw bytes, so non-UTF-8 values go out as
     /// they are) and returns the upstream's echo.
     pub async fn get(&self, path: &str, headers: &[(&str, &[u8])]) -> anyhow::Result<Echo> {
+        self.send("GET", path, headers, Vec::new()).await
+    }
+
+    /// Sends `method path` with `headers` and `body` through Envoy and returns the upstream's
+    /// echo.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Echo> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -103,7 +122,14 @@ impl Stack {
             );
         }
         let url = format!("http://{}{path}", self.envoy.listener);
-        let response = self.client.get(url).headers(map).send().await?;
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let response = self
+            .client
+            .request(method, url)
+            .headers(map)
+            .body(body)
+            .send()
+            .await?;
         let status = response.status().as_u16();
         let response_headers = response.headers().clone();
         let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
