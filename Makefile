@@ -25,10 +25,16 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 FUZZ_SECONDS ?= 5
 
-.PHONY: help toolchain envoy pydeps wasm wasm-image build run test lint fmt clean browser browser-packages fuzz bench bench-shim
+# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+WASM_BINDGEN_ROOT := .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
+WASM_BINDGEN_RUNNER := $(WASM_BINDGEN_ROOT)/bin/wasm-bindgen-test-runner
+
+.PHONY: help toolchain envoy pydeps wasm wasm-image build run test test-wasm soak lint fmt clean \
+	browser browser-packages nodejs fuzz bench bench-propagation bench-filter-cost bench-shim
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 toolchain: ## Install the pinned Rust toolchain and wasm targets (rust-toolchain.toml)
 	@command -v rustup >/dev/null || { echo "rustup is required: https://rustup.rs" >&2; exit 1; }
@@ -60,8 +66,9 @@ $(PLAYWRIGHT): tests/browser/package.json tests/browser/package-lock.json | brow
 	cd tests/browser && npm ci --no-audit --no-fund
 	@touch $@
 
-wasm: toolchain ## Build the filter (release, wasm32-wasip1)
-	$(CARGO) build -p meshtrace-filter --release --target $(WASM_TARGET)
+wasm: toolchain ## Build the filter and the harness fixtures (release, wasm32-wasip1)
+	$(CARGO) build -p meshtrace-filter -p meshtrace-fixture-passthrough -p meshtrace-fixture-probe \
+		--release --target $(WASM_TARGET)
 
 wasm-image: wasm ## Package the filter as OCI image layouts (compat, oci) and print the sha256 digests
 	$(PYTHON) scripts/wasm_image.py $(if $(WASM_IMAGE),--image $(WASM_IMAGE)) $(if $(WASM_OPT),--wasm-opt $(WASM_OPT))
@@ -75,9 +82,10 @@ run: build envoy ## Run shim + demo upstream + Envoy with the filter, in the for
 lint: toolchain ## rustfmt and clippy (native and wasm32), warnings are errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p meshtrace-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy -p meshtrace-filter -p meshtrace-fixture-passthrough -p meshtrace-fixture-probe \
+		--target $(WASM_TARGET) -- -D warnings
 
-test: lint wasm envoy pydeps wasm-image browser fuzz ## Lint, unit tests, wasm build, integration and conformance tests in real Envoy and Chromium, Istio manifests, short fuzz runs
+test: lint wasm envoy pydeps wasm-image browser fuzz test-wasm ## Lint, unit tests (native and wasm32), wasm build, wasmtime harness, integration and conformance tests in real Envoy and Chromium, Istio manifests, short fuzz runs
 	$(CARGO) test --workspace
 	$(VENV)/bin/python -m pytest -q istio/tests
 
@@ -89,15 +97,36 @@ fuzz: toolchain ## Run every fuzz target for FUZZ_SECONDS each (5; e.g. FUZZ_SEC
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
-bench: ## Criterion benchmarks of propagation (extract + inject per format); see docs/propagation.md
+bench: bench-propagation bench-filter-cost ## Every benchmark of the filter (the two below); the shim's is `make bench-shim`
+
+bench-propagation: ## Criterion benchmarks of propagation (extract + inject per format); see docs/propagation.md
 	$(CARGO) bench -p meshtrace-filter --bench propagation
+
+bench-filter-cost: wasm ## Per-request cost of the filter .wasm vs an empty pass-through filter under wasmtime; see docs/wasm-host.md
+	$(CARGO) run --release -p meshtrace-wasm-host --example cost
 
 bench-shim: ## Measure the collector shim (throughput vs direct, RSS under overload); see docs/shim.md
 	@scripts/shim-bench.sh
+
+nodejs:
+	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) nodejs >/dev/null; }
+
+# Not `--locked`: its lockfile pins webpki-roots 1.0.11, which the registry mirror here lacks.
+# The version of wasm-bindgen-cli itself is pinned; its dependencies resolve within semver.
+$(WASM_BINDGEN_RUNNER):
+	$(CARGO) install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(WASM_BINDGEN_ROOT)
+
+test-wasm: toolchain nodejs $(WASM_BINDGEN_RUNNER) ## The filter's pure tests compiled to wasm32, run under Node.js (wasm-bindgen-test)
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
+		$(CARGO) test -p meshtrace-filter --lib --target wasm32-unknown-unknown
+
+soak: wasm ## The harness's robustness tests at full size: 1,000,000 requests for the memory bound
+	MESHTRACE_SOAK_REQUESTS=1000000 $(CARGO) test --release -p meshtrace-wasm-host --test robustness -- --nocapture
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
 clean: ## Remove build outputs and the virtualenv
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .tools

@@ -1,7 +1,7 @@
 //! Extract + inject per format, on a realistic request header map (a dozen ordinary headers
 //! plus the format's own). Run with:
 //!
-//!     make bench        # = cargo bench -p meshtrace-filter --bench propagation
+//!     make bench-propagation   # = cargo bench -p meshtrace-filter --bench propagation
 //!
 //! `baseline/skeleton_traceparent` is what the walking skeleton did per request (parse one
 //! traceparent, format one); the write-up in docs/propagation.md reports every other case as

@@ -133,6 +133,9 @@ fn usize_of(value: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn config(max_buffered: u32, max_batch: u32, max_calls: u32) -> ExporterConfig {
         ExporterConfig {

@@ -107,14 +107,17 @@ impl Context for TracingRoot {
     fn on_http_call_response(
         &mut self,
         token: u32,
-        _headers: usize,
+        num_headers: usize,
         _body: usize,
         _trailers: usize,
     ) {
         let Some(vm) = &self.vm else { return };
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
+        // When the call fails after its response began (a reset, or a response over the buffer
+        // limit) Envoy calls back with no headers, and reading the map then answers BadArgument,
+        // on which the SDK panics: read `:status` only when there are headers.
+        let status = (num_headers > 0)
+            .then(|| hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status"))
+            .and_then(|read| read.ok().flatten());
         let outcome = call_outcome(status.as_deref());
         let mut vm = vm.borrow_mut();
         let Some(done) = vm.buffer.complete(token, outcome) else {

@@ -296,6 +296,9 @@ impl Environment for Nothing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn encoding(dotted: &str) -> Encoding {
         Encoding::of(&dotted.split('.').collect::<Vec<_>>())

@@ -41,6 +41,9 @@ impl IdGenerator for RandomIdGenerator {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn random_ids_are_distinct() {

@@ -39,6 +39,9 @@ impl LogThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn first_is_logged_then_once_per_interval_with_the_count() {

@@ -212,6 +212,9 @@ fn outcome(sampled: bool) -> &'static str {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn names_are_unique_prometheus_safe_and_suffixed() {

@@ -209,6 +209,9 @@ fn is_param_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn table(templates: &[&str]) -> RouteTable {
         let templates: Vec<String> = templates.iter().map(|t| (*t).to_owned()).collect();

@@ -202,6 +202,9 @@ mod tests {
     use crate::trace::{TraceFlags, TraceId};
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn span(status_code: Option<u16>, parent: bool) -> HttpSpan {
         let mut span = HttpSpan::new(

@@ -27,8 +27,8 @@ use crate::host::{self, Encoding, Environment, Expect, Properties, Raw};
 use crate::propagation::Headers;
 use crate::propagation::baggage::Baggage;
 use crate::semconv::{HTTP_REQUEST_HEADER_PREFIX, HTTP_RESPONSE_HEADER_PREFIX};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
 

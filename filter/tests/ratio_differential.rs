@@ -14,6 +14,8 @@
 //! `docs/sampling.md`.
 //!
 //! Run with: `cargo test -p meshtrace-filter --test ratio_differential -- --nocapture`
+// Native only: it runs the Python SDK as a subprocess and reads files.
+#![cfg(not(target_arch = "wasm32"))]
 
 use meshtrace_filter::sampling::ratio::TraceIdRatio;
 use meshtrace_filter::trace::TraceId;

@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod conformance;
 pub mod envoy;
+pub mod injected;
 pub mod shim_e2e;
 pub mod stack;
 pub mod w3c;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::envoy::{Envoy, EnvoyExtras, StackAddrs, local_config_with};
 use crate::eventually;
+use crate::injected::{Written, contexts};
 use crate::w3c::Traceparent;
 
 /// Plugin configuration of test stacks: `envoy/envoy.yaml`'s, with a 100 ms flush so spans
@@ -29,6 +30,10 @@ pub struct StackOptions {
     pub plugin_config: String,
     /// Bootstrap node and VM environment for Envoy.
     pub envoy: EnvoyExtras,
+    /// When the shim is not running: point the shim cluster at a listener that answers each
+    /// export with response headers and part of the body, then resets the connection (Envoy
+    /// reports that call-out as a failure with no response at all).
+    pub reset_exports: bool,
 }
 
 impl Default for StackOptions {
@@ -37,6 +42,7 @@ impl Default for StackOptions {
             shim_running: true,
             plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
             envoy: EnvoyExtras::default(),
+            reset_exports: false,
         }
     }
 }
@@ -79,6 +85,8 @@ impl Stack {
             let shim = Shim::start(config).await?;
             let addr = shim.otlp_http_addr();
             (Some(shim), addr)
+        } else if options.reset_exports {
+            (None, resetting_sink().await?)
         } else {
             (None, closed_port()?)
         };
@@ -230,48 +238,62 @@ impl Echo {
             .ok_or_else(|| anyhow!("malformed traceparent upstream: {value:?}"))
     }
 
-    /// (header, trace id, span id, sampling field) of each trace format the upstream
-    /// received, split by hand (never with the filter's code): `traceparent` flags (`01`),
-    /// `b3` state (`1`, `0`, `d`), `x-b3-*` (`d` for `X-B3-Flags: 1`, else `X-B3-Sampled`, `?`
-    /// for neither), `uber-trace-id` flags (`03`). Ids are padded to 32 hex digits.
-    pub fn spans_received(&self) -> Vec<(&'static str, String, String, String)> {
-        let mut out = Vec::new();
-        if let Some(tp) = self.header("traceparent") {
-            let f: Vec<&str> = tp.split('-').collect();
-            out.push((
-                "traceparent",
-                f[1].to_owned(),
-                f[2].to_owned(),
-                f[3].to_owned(),
-            ));
-        }
-        if let Some(b3) = self.header("b3") {
-            let f: Vec<&str> = b3.split('-').collect();
-            out.push(("b3", pad32(f[0]), f[1].to_owned(), f[2].to_owned()));
-        }
-        if let (Some(t), Some(s)) = (self.header("x-b3-traceid"), self.header("x-b3-spanid")) {
-            let state = match (self.header("x-b3-sampled"), self.header("x-b3-flags")) {
-                (_, Some("1")) => "d",
-                (Some(s), None) => s,
-                _ => "?",
-            };
-            out.push(("x-b3-*", pad32(t), s.to_owned(), state.to_owned()));
-        }
-        if let Some(uber) = self.header("uber-trace-id") {
-            let f: Vec<&str> = uber.split(':').collect();
-            out.push((
-                "uber-trace-id",
-                pad32(f[0]),
-                f[1].to_owned(),
-                f[3].to_owned(),
-            ));
-        }
-        out
+    /// Each trace format the upstream received, read by [`crate::injected::contexts`] (never
+    /// with the filter's code).
+    pub fn spans_received(&self) -> Vec<Written> {
+        contexts(|name| self.header(name).map(str::to_owned))
     }
 }
 
-fn pad32(id: &str) -> String {
-    format!("{id:0>32}")
+/// A listener that reads each request, answers `200` with a `content-length` of 1000 but only
+/// 7 bytes of body, then resets the connection.
+async fn resetting_sink() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = read_request(&stream).await;
+                let mut reply = &b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial"[..];
+                while !reply.is_empty() && stream.writable().await.is_ok() {
+                    match stream.try_write(reply) {
+                        Ok(n) => reply = &reply[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+                // Dropped with a zero linger: the peer sees a reset, not a clean close.
+                let _ = stream.set_zero_linger();
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Reads one HTTP/1.1 request: the head, then `content-length` bytes of body.
+async fn read_request(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return Ok(());
+            }
+        }
+        stream.readable().await?;
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).

@@ -10,6 +10,17 @@ use serde_json::json;
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
+/// Waits (10 s at most) until all `requests` spans are counted as dropped by failed exports.
+async fn assert_all_dropped(stack: &Stack, requests: u64) {
+    let name = "wasmcustom.meshtrace_spans_dropped_export_failed_total";
+    let dropped = meshtrace_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let got = stack.envoy.stat(name).await.ok()?;
+        (got == requests).then_some(got)
+    })
+    .await;
+    assert_eq!(dropped, Some(requests), "{}", stack.envoy.log());
+}
+
 async fn stack() -> Stack {
     Stack::start(StackOptions::default())
         .await
@@ -187,16 +198,7 @@ async fn requests_succeed_while_the_shim_is_down() {
     }
     // Every span ends up counted as dropped because its export failed (Envoy answers the
     // call-out with 503 when the connection is refused); none is lost without a count.
-    let dropped = meshtrace_tests::eventually(std::time::Duration::from_secs(10), || async {
-        let dropped = stack
-            .envoy
-            .stat("wasmcustom.meshtrace_spans_dropped_export_failed_total")
-            .await
-            .ok()?;
-        (dropped == REQUESTS).then_some(dropped)
-    })
-    .await;
-    assert_eq!(dropped, Some(REQUESTS), "{}", stack.envoy.log());
+    assert_all_dropped(&stack, REQUESTS).await;
     assert!(
         stack
             .envoy
@@ -220,6 +222,33 @@ async fn requests_succeed_while_the_shim_is_down() {
             .await
             .unwrap(),
         0
+    );
+}
+
+/// An export answered with headers and then a reset (Envoy's `onHttpCallFailure`: the filter is
+/// called back with no response): the spans are counted as dropped and traffic is unaffected.
+/// Before the fix in `glue.rs`, reading `:status` there made the SDK panic and the VM died:
+/// every later request on that worker got 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_succeed_while_exports_are_reset_mid_response() {
+    let options = StackOptions {
+        shim_running: false,
+        reset_exports: true,
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.unwrap();
+    const REQUESTS: u64 = 6;
+    for n in 0..REQUESTS {
+        let echo = stack.get(&format!("/reset/{n}"), &[]).await.unwrap();
+        assert_eq!(echo.status, 200, "request {n}: {}", stack.envoy.log());
+        // Let a flush (every 100 ms) and its reset happen before the next request.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_all_dropped(&stack, REQUESTS).await;
+    assert!(
+        !stack.envoy.log().contains("panicked"),
+        "{}",
+        stack.envoy.log()
     );
 }
 

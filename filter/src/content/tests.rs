@@ -1,11 +1,14 @@
 //! The phases together, from a configuration to a finished OTLP span.
 
 use super::*;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
 use crate::config::FilterConfig;
 use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::BTreeMap;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn content(json: &str) -> Content {
     let config = FilterConfig::parse(Some(json.as_bytes())).unwrap_or_else(|e| panic!("{e}"));

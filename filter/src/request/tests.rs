@@ -7,6 +7,9 @@ use crate::propagation::{Format, Malformed, Part};
 use crate::sampling::Reason;
 use crate::sampling::rate_limit::tests::MemoryStore;
 use crate::trace::{SpanId, TraceId};
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Ids counting up from 1, so tests can name them.
 struct SequentialIds(u8);

@@ -1,6 +1,9 @@
 use super::*;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
 use crate::host::Nothing;
 use opentelemetry_proto::tonic::common::v1::any_value;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// A proxy-wasm pairs buffer, as Envoy serializes a map attribute.
 fn pairs(entries: &[(&str, &str)]) -> Vec<u8> {

@@ -119,6 +119,9 @@ fn verify_hmac(secret: &[u8], trace_id: TraceId, value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 

@@ -58,6 +58,9 @@ pub fn low_u64(trace_id: TraceId) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn id(low: u64) -> TraceId {
         let mut bytes = [0xab; 16];

@@ -6,6 +6,9 @@ use super::rules::tests::Request;
 use super::*;
 use crate::config::FilterConfig;
 use crate::propagation::tracestate::parse_tracestate;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const SECOND: u64 = 1_000_000_000;
 const SECRET: &str = "0123456789abcdef0123";

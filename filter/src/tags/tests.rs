@@ -1,8 +1,11 @@
 //! One test per source, then types, defaults, the header budget, secrets and validation.
 
 use super::*;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
 use crate::host::Nothing;
 use std::collections::BTreeMap;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn tags(json: &str) -> Result<Tags, ConfigError> {
     let configs: Vec<TagConfig> = serde_json::from_str(json).unwrap();

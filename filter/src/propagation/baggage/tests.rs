@@ -1,5 +1,8 @@
 use super::*;
 use proptest::prelude::*;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn parse(lines: &[&str]) -> (Baggage, Vec<BaggageError>) {
     Baggage::parse(lines.iter().map(|l| l.as_bytes()))

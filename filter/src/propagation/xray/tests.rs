@@ -1,5 +1,8 @@
 use super::*;
 use proptest::prelude::*;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
 const TRACE: &str = "5759e988bd862e3fe1be46a994272793";

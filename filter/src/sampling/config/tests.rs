@@ -1,6 +1,9 @@
 //! The `sampling` section through the whole plugin-configuration parser, as Envoy feeds it.
 
 use crate::config::{ConfigError, FilterConfig};
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn parse(sampling: &str) -> Result<FilterConfig, ConfigError> {
     FilterConfig::parse(Some(format!(r#"{{"sampling":{sampling}}}"#).as_bytes()))

@@ -1,6 +1,9 @@
 //! The spec's own examples, row by row.
 
 use super::*;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// The table in tracestate-probability-sampling.md, "Converting floating-point probability to
 /// threshold value": input probability, then `th` at precision 3, 4 and 5.

@@ -2,6 +2,9 @@
 
 use super::*;
 use ThresholdUpdate::{Erase, Keep, Set};
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const SDK: Algorithm = Algorithm::TraceIdRatio;
 const CONSISTENT: Algorithm = Algorithm::ConsistentProbability { precision: 4 };

@@ -4,6 +4,9 @@
 use super::*;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const SECOND: u64 = 1_000_000_000;
 

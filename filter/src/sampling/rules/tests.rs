@@ -2,6 +2,9 @@
 
 use super::*;
 use std::collections::HashMap;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Request headers for tests: a map of lower-case names to values.
 pub(crate) struct Request(pub(crate) HashMap<String, Vec<u8>>);

@@ -2,7 +2,10 @@
 //! status, `error.type`, redaction, bounds.
 
 use super::*;
+// Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
 use std::collections::BTreeMap;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn settings(kind: Kind) -> Settings {
     Settings {
