@@ -175,6 +175,8 @@ pub struct StoredSpan {
     pub span: Value,
     /// The `resource` object of its `resourceSpans`.
     pub resource: Value,
+    /// Its `scopeSpans` without the spans: `scope` (name, version) and `schemaUrl`.
+    pub scope: Value,
 }
 
 impl StoredSpan {
@@ -183,9 +185,14 @@ impl StoredSpan {
             for scope_spans in resource_spans["scopeSpans"].as_array()? {
                 for span in scope_spans["spans"].as_array()? {
                     if span["spanId"] == span_id {
+                        let mut scope = scope_spans.clone();
+                        if let Some(map) = scope.as_object_mut() {
+                            map.remove("spans");
+                        }
                         return Some(Self {
                             span: span.clone(),
                             resource: resource_spans["resource"].clone(),
+                            scope,
                         });
                     }
                 }
