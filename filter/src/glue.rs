@@ -214,6 +214,11 @@ impl RootContext for TracingRoot {
             }
         }
         if static_tags.invalid > 0 {
+            if let Some(vm) = &self.vm {
+                vm.borrow()
+                    .metrics
+                    .add(Metric::TagValuesInvalid, static_tags.invalid.into());
+            }
             log::warn!(
                 "{} tags read once (literal, environment, node) did not convert to their type",
                 static_tags.invalid
