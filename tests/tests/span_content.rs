@@ -14,7 +14,7 @@
 //! `MESHTRACE_UPDATE_GOLDEN=1 cargo test -p meshtrace-tests --test span_content` rewrites the
 //! golden file and the table from a real run; without it the tests fail on any difference.
 
-use meshtrace_tests::envoy::{Envoy, EnvoyExtras};
+use meshtrace_tests::envoy::{Envoy, EnvoyExtras, OtelTracer};
 use meshtrace_tests::stack::{Stack, StackOptions, StoredSpan};
 use meshtrace_tests::{eventually, repo_root};
 use serde_json::{Map, Value, json};
@@ -374,90 +374,26 @@ async fn exported_spans_match_the_golden_file() {
 // === Side by side with Envoy's OpenTelemetry tracer ===
 
 /// Envoy with only its OpenTelemetry tracer (no wasm filter), exporting over OTLP/gRPC to the
-/// shim, in front of the demo upstream, with the custom tags equivalent to the filter's
-/// (literal, environment, request header; Envoy has no response-header, node-metadata or
-/// baggage tag sources).
+/// shim, in front of the demo upstream, with the same bootstrap node and the custom tags
+/// equivalent to the filter's (literal, environment, request header; Envoy has no
+/// response-header, node-metadata or baggage tag sources).
 fn envoy_tracer_config(shim_grpc: std::net::SocketAddr, upstream: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-node:
-  id: sidecar~127.0.0.1~web-7d9f-x2.shop~shop.svc.cluster.local
-  cluster: web.shop
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-layered_runtime:
-  layers:
-  - name: static
-    static_layer:
-      tracing.opentelemetry.flush_interval_ms: 50
-      tracing.opentelemetry.min_flush_spans: 1
-static_resources:
-  listeners:
-  - name: ingress
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          tracing:
-            custom_tags:
-            - tag: deployment.environment.name
-              literal: {{ value: golden }}
-            - tag: cloud.region
-              environment: {{ name: GOLDEN_REGION, default_value: unknown }}
-            - tag: test.case
-              request_header: {{ name: x-test-case }}
-            - tag: http.request.header.x-tenant
-              request_header: {{ name: x-tenant }}
-            provider:
-              name: envoy.tracers.opentelemetry
-              typed_config:
-                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
-                service_name: web-frontend
-                grpc_service:
-                  envoy_grpc: {{ cluster_name: shim_otlp_grpc }}
-                  timeout: 2s
-          route_config:
-            virtual_hosts:
-            - name: demo
-              domains: ["*"]
-              routes:
-              - name: demo
-                match: {{ prefix: "/" }}
-                route: {{ cluster: demo_upstream }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: demo_upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: demo_upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }}
-  - name: shim_otlp_grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: shim_otlp_grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {grpc} }} }}
-"#,
-        upstream = upstream.port(),
-        grpc = shim_grpc.port(),
-    )
+    OtelTracer {
+        shim_grpc,
+        service_name: "web-frontend",
+        preamble: "node:\n  id: sidecar~127.0.0.1~web-7d9f-x2.shop~shop.svc.cluster.local\n  cluster: web.shop",
+        custom_tags: "\
+- tag: deployment.environment.name
+  literal: { value: golden }
+- tag: cloud.region
+  environment: { name: GOLDEN_REGION, default_value: unknown }
+- tag: test.case
+  request_header: { name: x-test-case }
+- tag: http.request.header.x-tenant
+  request_header: { name: x-tenant }",
+        upstream: Some(upstream),
+    }
+    .config()
 }
 
 /// The spans Envoy's tracer exported for `trace_id` (polled from the shim).

@@ -420,14 +420,7 @@ impl Settings {
         end: &End,
         out: &mut Vec<Attribute>,
     ) {
-        let mut push = |key: &'static str, value: Option<Value>| {
-            if let Some(value) = value {
-                out.push(Attribute {
-                    key: Cow::Borrowed(key),
-                    value,
-                });
-            }
-        };
+        let mut push = |key: &'static str, value: Option<Value>| push_some(out, key, value);
         let string = |s: &Option<String>| s.clone().map(Value::String);
         push(URL_PATH, string(&request.path));
         push(URL_SCHEME, string(&request.scheme));
@@ -492,14 +485,7 @@ impl Settings {
         end: &End,
         out: &mut Vec<Attribute>,
     ) {
-        let mut push = |key: &'static str, value: Option<Value>| {
-            if let Some(value) = value {
-                out.push(Attribute {
-                    key: Cow::Borrowed(key),
-                    value,
-                });
-            }
-        };
+        let mut push = |key: &'static str, value: Option<Value>| push_some(out, key, value);
         push(
             SERVER_ADDRESS,
             request.server_address.clone().map(Value::String),
@@ -704,6 +690,16 @@ fn full_url(request: &Request) -> Option<String> {
         Some(query) => format!("{scheme}://{authority}{path}?{query}"),
         None => format!("{scheme}://{authority}{path}"),
     })
+}
+
+/// Appends `key` = `value` when there is a value (attributes below their level are absent).
+fn push_some(out: &mut Vec<Attribute>, key: &'static str, value: Option<Value>) {
+    if let Some(value) = value {
+        out.push(Attribute {
+            key: Cow::Borrowed(key),
+            value,
+        });
+    }
 }
 
 /// The query with the values of `keys` replaced by [`REDACTED`] (keys kept). Keys are

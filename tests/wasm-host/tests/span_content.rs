@@ -8,6 +8,7 @@
 mod common;
 
 use common::{filter, get, m, spans};
+use meshtrace_wasm_host::abi::encode_pairs;
 use meshtrace_wasm_host::{Host, HostError, HostOptions, filter_module};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
@@ -42,19 +43,11 @@ const CONFIG: &str = r#"{
 
 /// Proxy-wasm pairs, as Envoy serializes a map attribute (`LABELS`).
 fn pairs(entries: &[(&str, &str)]) -> Vec<u8> {
-    let len = |n: usize| u32::try_from(n).unwrap().to_le_bytes();
-    let mut out = len(entries.len()).to_vec();
-    for (k, v) in entries {
-        out.extend(len(k.len()));
-        out.extend(len(v.len()));
-    }
-    for (k, v) in entries {
-        out.extend(k.as_bytes());
-        out.push(0);
-        out.extend(v.as_bytes());
-        out.push(0);
-    }
-    out
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    encode_pairs(&entries)
 }
 
 /// The options of a sidecar's VM: its environment and Istio's node metadata.
