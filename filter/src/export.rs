@@ -12,7 +12,7 @@
 //! (each drop with a reason). Nothing here blocks; time and the host are the caller's business.
 
 use crate::config::ExporterConfig;
-use crate::span::ServerSpan;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Outcome of offering a finished span to the buffer.
@@ -45,7 +45,7 @@ pub struct Completed {
 /// Bounded span buffer plus the set of export calls in flight.
 #[derive(Debug)]
 pub struct SpanBuffer {
-    spans: VecDeque<ServerSpan>,
+    spans: VecDeque<Span>,
     max_buffered: usize,
     max_batch: usize,
     max_in_flight: usize,
@@ -75,7 +75,7 @@ impl SpanBuffer {
     }
 
     /// Offers a finished span; drops it when the buffer is full.
-    pub fn push(&mut self, span: ServerSpan) -> Push {
+    pub fn push(&mut self, span: Span) -> Push {
         if self.spans.len() >= self.max_buffered {
             return Push::Dropped;
         }
@@ -85,7 +85,7 @@ impl SpanBuffer {
 
     /// The next batch to send, oldest spans first, or `None` when the buffer is empty or the
     /// cap on calls in flight is reached.
-    pub fn next_batch(&mut self) -> Option<Vec<ServerSpan>> {
+    pub fn next_batch(&mut self) -> Option<Vec<Span>> {
         if self.spans.is_empty() || self.in_flight.len() >= self.max_in_flight {
             return None;
         }
@@ -133,7 +133,6 @@ fn usize_of(value: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId};
     // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -147,21 +146,12 @@ mod tests {
         }
     }
 
-    fn span(n: u8) -> ServerSpan {
-        ServerSpan {
-            context: SpanContext {
-                trace_id: TraceId::from_bytes([n.max(1); 16]).unwrap(),
-                span_id: SpanId::from_bytes([n.max(1); 8]).unwrap(),
-                flags: TraceFlags::from_wire(1),
-                debug: false,
-            },
-            parent_span_id: None,
-            start_unix_nanos: 0,
-            end_unix_nanos: 0,
-            method: "GET".into(),
-            path: "/".into(),
-            status_code: Some(200),
-            extra_attributes: Vec::new(),
+    fn span(n: u8) -> Span {
+        Span {
+            trace_id: vec![n.max(1); 16],
+            span_id: vec![n.max(1); 8],
+            name: "GET".into(),
+            ..Span::default()
         }
     }
 

@@ -13,24 +13,35 @@
 //! ```text
 //!  TracingHttp (one per stream)           TracingRoot (one per VM, owns the export)
 //!  on_http_request_headers: extract,      on_configure: parse config, build the sampler,
-//!    start span, sample, write the          create the shared rate-limit buckets, start
-//!    injected formats (or strip them all),  the tick
-//!    publish the ids as filter state
+//!    start span, sample, write the          the span content (tags read once) and the
+//!    injected formats (or strip them all);  resource, create the shared rate-limit
+//!    publish the ids as filter state;       buckets, start the tick
+//!    sampled: request summary, route, tags
 //!  on_http_response_headers: status,      on_tick: flush batches → dispatch_http_call
-//!    traceresponse                        on_http_call_response: settle the batch
-//!  on_log: end span ──push──▶ Vm.buffer ◀──────────┘
+//!    traceresponse, response header tags  on_http_call_response: settle the batch
+//!  on_log: end attributes, finish ──push──▶ Vm.buffer ◀──┘
 //! ```
+//!
+//! Envoy attributes are read only when the configuration asks for them, and only for sampled
+//! spans: the end-of-stream attributes of the conventions (`source.address`,
+//! `request.protocol`, opt-in sizes) and the attribute tags, in `on_log`; node attributes once
+//! per configuration. (`hostcalls::get_property` panics on a status other than `Ok`,
+//! `NotFound`, `SerializationFailure` and `InternalFailure`; Envoy's `getProperty` returns
+//! only those.)
 
 use crate::config::FilterConfig;
+use crate::content::Content;
 use crate::correlation;
 use crate::export::{CallOutcome, Push, SpanBuffer, call_outcome};
+use crate::host::{Environment, Properties};
 use crate::ids::RandomIdGenerator;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Kind, Metric};
 use crate::propagation::{HeaderWrite, w3c};
 use crate::request::{self, Handled, parse_status};
 use crate::sampling::{Sampler, SharedStore, StoreError};
-use crate::span::{ServerSpan, SpanResource, encode_export_request};
+use crate::span::{HttpSpan, encode_export_request};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, Bytes, ContextType, LogLevel, MapType, MetricType, Status};
@@ -54,7 +65,8 @@ proxy_wasm::main! {{
 /// State shared by the root context and the HTTP contexts of one VM (one thread).
 struct Vm {
     config: FilterConfig,
-    resource: SpanResource,
+    content: Content,
+    resource: Resource,
     buffer: SpanBuffer,
     metrics: Metrics,
     sampler: Sampler,
@@ -73,7 +85,7 @@ struct TracingRoot {
 /// One HTTP stream's context: its span, from request headers to the end of the stream.
 struct TracingHttp {
     vm: Option<SharedVm>,
-    span: Option<ServerSpan>,
+    span: Option<HttpSpan>,
 }
 
 /// Metric ids returned by `define_metric`; a metric the host refused is skipped.
@@ -84,6 +96,12 @@ struct Metrics {
 
 /// Proxy-wasm shared data: the rate-limit buckets shared by every VM of the process.
 struct HostSharedData;
+
+/// Envoy attributes through `get_property`.
+struct HostProperties;
+
+/// The VM's environment (WASI `environ_get`, what `vm_config.environment_variables` exposes).
+struct HostEnvironment;
 
 // === impl TracingRoot ===
 
@@ -155,16 +173,28 @@ impl RootContext for TracingRoot {
                 return false;
             }
         };
+        let mut content = match config.content() {
+            Ok(content) => content,
+            Err(e) => {
+                log::error!("{e}");
+                return false;
+            }
+        };
+        let static_tags = content.resolve_static(&HostEnvironment, &HostProperties);
+        let resource = config.resource.build(
+            config.service_name.as_deref(),
+            &HostEnvironment,
+            &HostProperties,
+            &content.limits,
+        );
         sampler.ensure_buckets(&HostSharedData, now_unix_nanos());
         let rules = sampler.rules().len();
-        let resource = SpanResource {
-            service_name: config.service_name.clone(),
-        };
         match &self.vm {
             // Reconfiguration keeps what is buffered and in flight.
             Some(vm) => {
                 let mut vm = vm.borrow_mut();
                 vm.buffer.reconfigure(&config.exporter);
+                vm.content = content;
                 vm.resource = resource;
                 vm.sampler = sampler;
                 vm.metrics.define_sampling_rules(rules);
@@ -176,6 +206,7 @@ impl RootContext for TracingRoot {
                 self.vm = Some(Rc::new(RefCell::new(Vm {
                     buffer: SpanBuffer::new(&config.exporter),
                     config,
+                    content,
                     resource,
                     metrics,
                     sampler,
@@ -183,6 +214,17 @@ impl RootContext for TracingRoot {
                     export_failures: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
                 })));
             }
+        }
+        if static_tags.invalid > 0 {
+            if let Some(vm) = &self.vm {
+                vm.borrow()
+                    .metrics
+                    .add(Metric::TagValuesInvalid, static_tags.invalid.into());
+            }
+            log::warn!(
+                "{} tags read once (literal, environment, node) did not convert to their type",
+                static_tags.invalid
+            );
         }
         true
     }
@@ -310,7 +352,12 @@ impl HttpContext for TracingHttp {
         if vm.config.correlation.filter_state {
             publish_correlation(&handled);
         }
-        self.span = Some(handled.span);
+        let mut span = handled.span;
+        if span.context.flags.is_sampled() {
+            vm.content
+                .on_request(&mut span, &headers, &handled.extracted.baggage);
+        }
+        self.span = Some(span);
         Action::Continue
     }
 
@@ -324,6 +371,11 @@ impl HttpContext for TracingHttp {
             return Action::Continue;
         };
         let vm = vm.borrow();
+        if span.context.flags.is_sampled() && vm.content.reads_response_headers() {
+            let headers: Vec<(String, Bytes)> =
+                hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+            vm.content.on_response(span, &headers);
+        }
         let response = &vm.config.propagation.trace_response;
         if response.enabled {
             let value = w3c::format_traceparent(&span.context);
@@ -350,7 +402,18 @@ impl HttpContext for TracingHttp {
             return;
         }
         vm.metrics.add(Metric::SpansSampled, 1);
-        match vm.buffer.push(span) {
+        vm.content.on_end(&mut span, &HostProperties);
+        let finished = vm.content.finish(span);
+        for (metric, count) in [
+            (Metric::SpanAttributesDropped, finished.dropped),
+            (Metric::SpanAttributeValuesTruncated, finished.truncated),
+            (Metric::TagValuesInvalid, finished.invalid),
+        ] {
+            if count > 0 {
+                vm.metrics.add(metric, count.into());
+            }
+        }
+        match vm.buffer.push(finished.span) {
             Push::Buffered => vm.metrics.add(Metric::SpansPending, 1),
             Push::Dropped => vm.metrics.add(Metric::SpansDroppedBufferFull, 1),
         }
@@ -407,6 +470,22 @@ impl SharedStore for HostSharedData {
             Status::CasMismatch => StoreError::CasMismatch,
             _ => StoreError::Unavailable,
         })
+    }
+}
+
+// === impl HostProperties ===
+
+impl Properties for HostProperties {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+}
+
+// === impl HostEnvironment ===
+
+impl Environment for HostEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
     }
 }
 

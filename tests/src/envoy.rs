@@ -29,6 +29,112 @@ pub fn envoy_binary() -> PathBuf {
     path
 }
 
+/// Envoy with only its own OpenTelemetry tracer (`envoy.tracers.opentelemetry`, no wasm
+/// filter) exporting over OTLP/gRPC to a shim: the reference the filter is compared with.
+#[derive(Clone, Debug)]
+pub struct OtelTracer<'a> {
+    /// The shim's OTLP/gRPC address.
+    pub shim_grpc: SocketAddr,
+    /// The tracer's `service_name`.
+    pub service_name: &'a str,
+    /// Top-level YAML placed first (e.g. a bootstrap `node:`), or empty.
+    pub preamble: &'a str,
+    /// Entries of the HCM's `tracing.custom_tags`, as YAML list items at column 0, or empty.
+    pub custom_tags: &'a str,
+    /// Route every request to this upstream (cluster and route named `demo_upstream`/`demo`);
+    /// `None` answers each request with a direct `200 ok`.
+    pub upstream: Option<SocketAddr>,
+}
+
+impl OtelTracer<'_> {
+    /// The bootstrap YAML: listener and admin on port 0, spans flushed every 50 ms.
+    pub fn config(&self) -> String {
+        let indent = |text: &str, by: usize| -> String {
+            let pad = " ".repeat(by);
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("{pad}{l}\n"))
+                .collect()
+        };
+        let custom_tags = if self.custom_tags.trim().is_empty() {
+            String::new()
+        } else {
+            format!("            custom_tags:\n{}", indent(self.custom_tags, 12))
+        };
+        let (route, upstream_cluster) = match self.upstream {
+            Some(addr) => (
+                "name: demo\nmatch: { prefix: \"/\" }\nroute: { cluster: demo_upstream }".to_owned(),
+                static_cluster("demo_upstream", addr, ""),
+            ),
+            None => (
+                "match: { prefix: \"/\" }\ndirect_response: { status: 200, body: { inline_string: \"ok\" } }"
+                    .to_owned(),
+                String::new(),
+            ),
+        };
+        let http2 = "typed_extension_protocol_options:\n  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n    \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n    explicit_http_config: { http2_protocol_options: {} }\n";
+        format!(
+            r#"{preamble}admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+layered_runtime:
+  layers:
+  - name: static
+    static_layer:
+      tracing.opentelemetry.flush_interval_ms: 50
+      tracing.opentelemetry.min_flush_spans: 1
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          tracing:
+{custom_tags}            provider:
+              name: envoy.tracers.opentelemetry
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                service_name: {service_name}
+                grpc_service:
+                  envoy_grpc: {{ cluster_name: shim_otlp_grpc }}
+                  timeout: 2s
+          route_config:
+            virtual_hosts:
+            - name: demo
+              domains: ["*"]
+              routes:
+              - {route}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{upstream_cluster}{shim_cluster}"#,
+            preamble = indent(self.preamble, 0),
+            service_name = self.service_name,
+            route = indent(&route, 16).trim_start(),
+            upstream_cluster = indent(&upstream_cluster, 2),
+            shim_cluster = indent(&static_cluster("shim_otlp_grpc", self.shim_grpc, http2), 2),
+        )
+    }
+}
+
+/// A `STATIC` cluster of one endpoint, with `extra` cluster fields (YAML at column 0).
+fn static_cluster(name: &str, addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "- name: {name}\n  type: STATIC\n  connect_timeout: 1s\n{extra}  load_assignment:\n    cluster_name: {name}\n    endpoints:\n    - lb_endpoints:\n      - endpoint:\n          address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}\n",
+        extra = extra
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>(),
+        ip = addr.ip(),
+        port = addr.port(),
+    )
+}
+
 /// Where the demo stack's clusters point and what plugin configuration to load.
 #[derive(Clone, Debug)]
 pub struct StackAddrs {
@@ -38,10 +144,28 @@ pub struct StackAddrs {
     pub shim: SocketAddr,
 }
 
+/// What a test adds to Envoy's configuration beyond the plugin configuration.
+#[derive(Clone, Debug, Default)]
+pub struct EnvoyExtras {
+    /// The bootstrap `node` (id, cluster, metadata), as Istio's agent writes it for a sidecar.
+    pub node: Option<Value>,
+    /// The filter VM's `vm_config.environment_variables.key_values`.
+    pub vm_env: Vec<(String, String)>,
+}
+
 /// `envoy/envoy.yaml` rewritten for a test: listener and admin on port 0, the clusters on
 /// `addrs`, the filter loaded from the absolute `.wasm` path, and, when given, another plugin
 /// configuration JSON.
 pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::Result<String> {
+    local_config_with(addrs, plugin_config, &EnvoyExtras::default())
+}
+
+/// [`local_config`] plus a bootstrap node and VM environment variables.
+pub fn local_config_with(
+    addrs: &StackAddrs,
+    plugin_config: Option<&str>,
+    extras: &EnvoyExtras,
+) -> anyhow::Result<String> {
     let path = repo_root().join("envoy/envoy.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let mut doc: Value = serde_yaml_ng::from_str(&text)?;
@@ -65,6 +189,24 @@ pub fn local_config(addrs: &StackAddrs, plugin_config: Option<&str>) -> anyhow::
     )?;
     if let Some(json) = plugin_config {
         set(wasm, &["configuration", "value"], json.into())?;
+    }
+    if !extras.vm_env.is_empty() {
+        let vm_config = at(wasm, &["vm_config"])?
+            .as_mapping_mut()
+            .ok_or_else(|| anyhow!("vm_config is not a mapping"))?;
+        let values: serde_yaml_ng::Mapping = extras
+            .vm_env
+            .iter()
+            .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
+            .collect();
+        let mut variables = serde_yaml_ng::Mapping::new();
+        variables.insert("key_values".into(), Value::Mapping(values));
+        vm_config.insert("environment_variables".into(), Value::Mapping(variables));
+    }
+    if let Some(node) = &extras.node {
+        doc.as_mapping_mut()
+            .ok_or_else(|| anyhow!("envoy.yaml is not a mapping"))?
+            .insert("node".into(), node.clone());
     }
     for (cluster, addr) in [
         ("demo_upstream", addrs.upstream),
@@ -161,6 +303,12 @@ impl Envoy {
     /// with `config_yaml` and waits until it is ready; fails with Envoy's log if it exits or
     /// never gets ready.
     pub async fn start(config_yaml: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(config_yaml, &[]).await
+    }
+
+    /// [`Envoy::start`] with extra environment variables for the Envoy process (what Envoy's
+    /// own `environment` custom tags read).
+    pub async fn start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.yaml");
         let admin_file = dir.path().join("admin-address");
@@ -174,6 +322,7 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .current_dir(repo_root())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("envoy.stdout"))?)
             .stderr(std::fs::File::create(&log)?)

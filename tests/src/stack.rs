@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
 
-use crate::envoy::{Envoy, StackAddrs, local_config, with_access_log, with_http_filters};
+use crate::envoy::{
+    Envoy, EnvoyExtras, StackAddrs, local_config_with, with_access_log, with_http_filters,
+};
 use crate::eventually;
 use crate::injected::{Written, contexts};
 use crate::w3c::Traceparent;
@@ -36,6 +38,8 @@ pub struct StackOptions {
     pub http_filters: Vec<serde_yaml_ng::Value>,
     /// The router's upstream HTTP filters (the codec filter is added after them).
     pub upstream_http_filters: Vec<serde_yaml_ng::Value>,
+    /// Bootstrap node and VM environment for Envoy.
+    pub envoy: EnvoyExtras,
     /// When the shim is not running: point the shim cluster at a listener that answers each
     /// export with response headers and part of the body, then resets the connection (Envoy
     /// reports that call-out as a failure with no response at all).
@@ -52,6 +56,7 @@ impl Default for StackOptions {
             plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
             http_filters: Vec::new(),
             upstream_http_filters: Vec::new(),
+            envoy: EnvoyExtras::default(),
             reset_exports: false,
             access_log_format: None,
         }
@@ -65,6 +70,8 @@ pub struct Stack {
     pub envoy: Envoy,
     /// The shim, when running.
     pub shim: Option<Shim>,
+    /// The demo upstream.
+    pub upstream: SocketAddr,
     client: reqwest::Client,
     /// Envoy's access log: `envoy/envoy.yaml`'s JSON lines, written here instead of stdout.
     access_log: PathBuf,
@@ -108,7 +115,7 @@ impl Stack {
         };
         let logs = tempfile::tempdir()?;
         let access_log = logs.path().join("access.log");
-        let config = local_config(&addrs, Some(&options.plugin_config))?;
+        let config = local_config_with(&addrs, Some(&options.plugin_config), &options.envoy)?;
         let config = with_access_log(&config, &access_log, options.access_log_format.as_ref())?;
         let config = with_http_filters(
             &config,
@@ -122,6 +129,7 @@ impl Stack {
         Ok(Self {
             envoy,
             shim,
+            upstream,
             client,
             access_log,
             _logs: logs,
@@ -165,6 +173,18 @@ impl Stack {
     /// Sends `GET path` through Envoy with `headers` (raw bytes, so non-UTF-8 values go out as
     /// they are) and returns the upstream's echo.
     pub async fn get(&self, path: &str, headers: &[(&str, &[u8])]) -> anyhow::Result<Echo> {
+        self.send("GET", path, headers, Vec::new()).await
+    }
+
+    /// Sends `method path` with `headers` and `body` through Envoy and returns the upstream's
+    /// echo.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Echo> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -173,7 +193,14 @@ impl Stack {
             );
         }
         let url = format!("http://{}{path}", self.envoy.listener);
-        let response = self.client.get(url).headers(map).send().await?;
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let response = self
+            .client
+            .request(method, url)
+            .headers(map)
+            .body(body)
+            .send()
+            .await?;
         let status = response.status().as_u16();
         let response_headers = response.headers().clone();
         let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
@@ -211,6 +238,8 @@ pub struct StoredSpan {
     pub span: Value,
     /// The `resource` object of its `resourceSpans`.
     pub resource: Value,
+    /// Its `scopeSpans` without the spans: `scope` (name, version) and `schemaUrl`.
+    pub scope: Value,
 }
 
 impl StoredSpan {
@@ -219,9 +248,14 @@ impl StoredSpan {
             for scope_spans in resource_spans["scopeSpans"].as_array()? {
                 for span in scope_spans["spans"].as_array()? {
                     if span["spanId"] == span_id {
+                        let mut scope = scope_spans.clone();
+                        if let Some(map) = scope.as_object_mut() {
+                            map.remove("spans");
+                        }
                         return Some(Self {
                             span: span.clone(),
                             resource: resource_spans["resource"].clone(),
+                            scope,
                         });
                     }
                 }
