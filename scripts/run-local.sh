@@ -23,7 +23,10 @@ trap 'echo; echo "stopping meshtrace"; stop; exit 0' INT TERM
 
 "$SHIM" --log-format text & pids+=($!)
 "$UPSTREAM" 127.0.0.1:8080 & pids+=($!)
-"$ENVOY" -c envoy/envoy.yaml --disable-hot-restart --concurrency 2 -l warn & pids+=($!)
+# Access-log lines (JSON, with the filter's trace and span ids) go to stdout, flushed every
+# 500 ms rather than Envoy's default 10 s.
+"$ENVOY" -c envoy/envoy.yaml --disable-hot-restart --concurrency 2 -l warn \
+  --file-flush-interval-msec 500 & pids+=($!)
 
 ready() { curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; }
 for _ in $(seq 100); do
@@ -44,13 +47,16 @@ meshtrace is running (Ctrl-C stops everything):
 
 Try:
   curl -s http://127.0.0.1:10000/hello -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
-    -> the upstream's echo: its traceparent keeps the trace id, with the filter's span as parent
+    -> the upstream's echo: its traceparent keeps the trace id, with the filter's span as parent;
+       Envoy's access-log line (printed here) names the same trace_id and span_id
   http://127.0.0.1:9464/#/trace/4bf92f3577b34da6a3ce929d0e0e4736
     -> that trace in the viewer (spans reach the shim within about a second)
   curl -s http://127.0.0.1:9464/api/traces/4bf92f3577b34da6a3ce929d0e0e4736
     -> the filter's span, as OTLP/JSON
   curl -s http://127.0.0.1:9901/stats | grep meshtrace
     -> the filter's own counters
+
+From a log line to its trace and back: docs/correlation.md
 
 MSG
 

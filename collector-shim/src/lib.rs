@@ -43,6 +43,7 @@ pub mod state;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod trace_ids;
 pub mod viewer;
 
 use std::future::IntoFuture;

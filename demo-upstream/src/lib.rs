@@ -1,14 +1,19 @@
-//! The demo upstream: answers every request, whatever its method and path, with `200` and a
-//! JSON echo of what it received, so a user sees exactly what the filter wrote.
+//! The demo upstream: answers every request, whatever its method and path, with a JSON echo of
+//! what it received, so a user sees exactly what the filter wrote.
 //!
 //! ```json
 //! {"method":"GET","path":"/hello","headers":{"traceparent":"00-…","x-dup":["a","b"]}}
 //! ```
 //! A header received once is a string; a repeated header is an array in arrival order. Values
 //! that are not UTF-8 are echoed with U+FFFD replacements.
+//!
+//! The status is `200`, unless the request asks for another with [`STATUS_HEADER`]
+//! (`x-demo-status: 503`, any code from 200 to 599), so the demo and the tests can show error
+//! spans.
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::serve::ListenerExt;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
@@ -16,6 +21,8 @@ use tokio::net::TcpListener;
 
 /// Default listen address (the local contract's demo upstream).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Request header naming the status of the answer.
+pub const STATUS_HEADER: &str = "x-demo-status";
 
 /// The service: every route echoes.
 pub fn app() -> Router {
@@ -35,7 +42,15 @@ pub async fn start(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     Ok(bound)
 }
 
-async fn echo(request: Request) -> axum::Json<Value> {
+async fn echo(request: Request) -> (StatusCode, axum::Json<Value>) {
+    let status = request
+        .headers()
+        .get(STATUS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .filter(|code| (200..=599).contains(code))
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or(StatusCode::OK);
     let mut headers = Map::new();
     for (name, value) in request.headers() {
         let value = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
@@ -52,11 +67,12 @@ async fn echo(request: Request) -> axum::Json<Value> {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    axum::Json(json!({
+    let body = json!({
         "method": request.method().as_str(),
         "path": path,
         "headers": headers,
-    }))
+    });
+    (status, axum::Json(body))
 }
 
 #[cfg(test)]
@@ -86,5 +102,24 @@ mod tests {
         assert_eq!(echoed["headers"]["traceparent"], "00-x");
         assert_eq!(echoed["headers"]["x-dup"], json!(["1", "2"]));
         assert_eq!(echoed["headers"]["x-bin"], "caf\u{fffd}");
+    }
+
+    #[tokio::test]
+    async fn the_status_header_sets_the_status() {
+        for (asked, answered) in [
+            ("503", 503),
+            ("404", 404),
+            (" 201 ", 201),
+            ("99", 200),
+            ("600", 200),
+            ("x", 200),
+        ] {
+            let request = Request::get("/")
+                .header(STATUS_HEADER, asked)
+                .body(Body::empty())
+                .unwrap();
+            let response = app().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), answered, "{asked}");
+        }
     }
 }

@@ -5,14 +5,17 @@
 //! defaulted), then [`FilterConfig::validate`]. Every error names the field it is about, so
 //! `on_configure` can refuse the configuration with a message an operator can act on.
 
+use crate::attributes::Limits;
+use crate::content::{Content, SpanConfig};
+use crate::correlation::CorrelationConfig;
 use crate::propagation::Format;
+use crate::resource::ResourceConfig;
 use crate::sampling::SamplingConfig;
+use crate::tags::TagConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
 
-/// Default `service.name` of the spans the filter emits.
-pub const DEFAULT_SERVICE_NAME: &str = "meshtrace";
 /// Default Envoy cluster that reaches the collector shim.
 pub const DEFAULT_EXPORTER_CLUSTER: &str = "meshtrace_shim";
 /// Default `:authority` of the export requests.
@@ -66,17 +69,30 @@ const MAX_CALLS_IN_FLIGHT: u32 = 64;
 const MAX_RETRY_DELAY_MS: u32 = 600_000;
 
 /// The whole plugin configuration.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterConfig {
-    /// `service.name` resource attribute of every span.
-    pub service_name: String,
+    /// `service.name` resource attribute of every span; when absent, the environment, then
+    /// the node metadata, then `unknown_service:envoy` (see [`crate::resource`]).
+    pub service_name: Option<String>,
     /// Where and how finished spans are sent.
     pub exporter: ExporterConfig,
     /// Which trace headers are read and written.
     pub propagation: PropagationConfig,
     /// Head sampling (see `docs/sampling.md`).
     pub sampling: SamplingConfig,
+    /// The span's ids published to the rest of the proxy (see `docs/correlation.md`).
+    pub correlation: CorrelationConfig,
+    /// The span's kind and the semantic conventions' options.
+    pub span: SpanConfig,
+    /// Route templates (`/api/v1/users/{id}`): `http.route` and the span name.
+    pub routes: Vec<String>,
+    /// Custom tags.
+    pub tags: Vec<TagConfig>,
+    /// Resource attributes beyond `service_name`.
+    pub resource: ResourceConfig,
+    /// Span limits.
+    pub limits: Limits,
 }
 
 /// Context propagation: formats read and written, and where propagation stops.
@@ -157,17 +173,6 @@ pub struct ConfigError {
 
 // === impl FilterConfig ===
 
-impl Default for FilterConfig {
-    fn default() -> Self {
-        Self {
-            service_name: DEFAULT_SERVICE_NAME.to_owned(),
-            exporter: ExporterConfig::default(),
-            propagation: PropagationConfig::default(),
-            sampling: SamplingConfig::default(),
-        }
-    }
-}
-
 impl FilterConfig {
     /// Parses and validates the plugin configuration. No configuration, or an empty or
     /// whitespace-only one, means all defaults.
@@ -187,7 +192,9 @@ impl FilterConfig {
 
     /// Checks the cross-field and range rules serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.service_name.is_empty() || self.service_name.len() > MAX_SERVICE_NAME_LEN {
+        if let Some(name) = &self.service_name
+            && (name.is_empty() || name.len() > MAX_SERVICE_NAME_LEN)
+        {
             return Err(ConfigError::new(
                 "service_name",
                 format!("must be 1 to {MAX_SERVICE_NAME_LEN} bytes long"),
@@ -195,7 +202,14 @@ impl FilterConfig {
         }
         self.exporter.validate()?;
         self.propagation.validate()?;
-        self.sampling.validate()
+        self.sampling.validate()?;
+        self.resource.validate()?;
+        self.content().map(drop)
+    }
+
+    /// The compiled span content sections (`span`, `routes`, `tags`, `limits`).
+    pub fn content(&self) -> Result<Content, ConfigError> {
+        Content::new(&self.span, &self.routes, &self.tags, &self.limits)
     }
 }
 
@@ -518,7 +532,7 @@ mod tests {
     fn fields_override_defaults() {
         let config = parse(r#"{"service_name":"edge","exporter":{"flush_interval_ms":100}}"#);
         let config = config.unwrap_or_default();
-        assert_eq!(config.service_name, "edge");
+        assert_eq!(config.service_name.as_deref(), Some("edge"));
         assert_eq!(config.exporter.flush_interval(), Duration::from_millis(100));
         assert_eq!(config.exporter.cluster, DEFAULT_EXPORTER_CLUSTER);
     }

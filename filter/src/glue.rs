@@ -13,24 +13,36 @@
 //! ```text
 //!  TracingHttp (one per stream)           TracingRoot (one per VM, owns the export)
 //!  on_http_request_headers: extract,      on_configure: parse config, build the sampler,
-//!    start span, sample, write the          create the shared rate-limit buckets, start
-//!    injected formats (or strip them all)   the tick
+//!    start span, sample, write the          the span content (tags read once) and the
+//!    injected formats (or strip them all);  resource, create the shared rate-limit
+//!    publish the ids as filter state;       buckets, start the tick
+//!    sampled: request summary, route, tags
 //!  on_http_response_headers: status,      on_tick: flush batches → dispatch_http_call
-//!    traceresponse                        on_http_call_response: settle the batch
-//!  on_log: end span ──push──▶ Vm.buffer ◀──────────┘
+//!    traceresponse, response header tags  on_http_call_response: settle the batch
+//!  on_log: end attributes, finish ──push──▶ Vm.buffer ◀──┘
 //! ```
+//!
+//! Envoy attributes are read only when the configuration asks for them, and only for sampled
+//! spans: the end-of-stream attributes of the conventions (`source.address`,
+//! `request.protocol`, opt-in sizes) and the attribute tags, in `on_log`; node attributes once
+//! per configuration. (`hostcalls::get_property` panics on a status other than `Ok`,
+//! `NotFound`, `SerializationFailure` and `InternalFailure`; Envoy's `getProperty` returns
+//! only those.)
 
 use crate::config::FilterConfig;
+use crate::content::Content;
+use crate::correlation;
 use crate::export::answer::{self, Response};
 use crate::export::batch::{BatchTemplate, span_field};
 use crate::export::{DropReason, Flush, Level, Push, Settled, SpanBuffer};
+use crate::host::{Environment, Properties};
 use crate::ids::RandomIdGenerator;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Kind, Metric};
 use crate::propagation::{HeaderWrite, w3c};
 use crate::request::{self, Handled, parse_status};
 use crate::sampling::{Sampler, SharedStore, StoreError};
-use crate::span::{ServerSpan, SpanResource};
+use crate::span::HttpSpan;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{
@@ -59,6 +71,7 @@ proxy_wasm::main! {{
 /// on one thread).
 struct Vm {
     config: FilterConfig,
+    content: Content,
     buffer: SpanBuffer,
     metrics: Metrics,
     sampler: Sampler,
@@ -99,7 +112,7 @@ struct TracingRoot {
 /// One HTTP stream's context: its span, from request headers to the end of the stream.
 struct TracingHttp {
     vm: Option<SharedVm>,
-    span: Option<ServerSpan>,
+    span: Option<HttpSpan>,
 }
 
 /// Metric ids returned by `define_metric`; a metric the host refused is skipped.
@@ -110,6 +123,12 @@ struct Metrics {
 
 /// Proxy-wasm shared data: the rate-limit buckets shared by every VM of the process.
 struct HostSharedData;
+
+/// Envoy attributes through `get_property`.
+struct HostProperties;
+
+/// The VM's environment (WASI `environ_get`, what `vm_config.environment_variables` exposes).
+struct HostEnvironment;
 
 // === impl TracingRoot ===
 
@@ -208,11 +227,23 @@ impl RootContext for TracingRoot {
                 return false;
             }
         };
+        let mut content = match config.content() {
+            Ok(content) => content,
+            Err(e) => {
+                log::error!("{e}");
+                return false;
+            }
+        };
+        let static_tags = content.resolve_static(&HostEnvironment, &HostProperties);
+        let resource = config.resource.build(
+            config.service_name.as_deref(),
+            &HostEnvironment,
+            &HostProperties,
+            &content.limits,
+        );
         sampler.ensure_buckets(&HostSharedData, now_unix_nanos());
         let rules = sampler.rules().len();
-        let template = BatchTemplate::new(&SpanResource {
-            service_name: config.service_name.clone(),
-        });
+        let template = BatchTemplate::new(&resource);
         log::info!("root context {} configured", self.context_id);
         match &self.vm {
             // The same root context configured again: what is buffered and in flight stays,
@@ -220,6 +251,7 @@ impl RootContext for TracingRoot {
             Some(vm) => {
                 let mut vm = vm.borrow_mut();
                 vm.buffer.reconfigure(&config.exporter, template);
+                vm.content = content;
                 vm.sampler = sampler;
                 vm.metrics.define_sampling_rules(rules);
                 vm.config = config;
@@ -231,6 +263,7 @@ impl RootContext for TracingRoot {
                 self.vm = Some(Rc::new(RefCell::new(Vm {
                     buffer: SpanBuffer::new(&config.exporter, template),
                     config,
+                    content,
                     metrics,
                     sampler,
                     ids: RandomIdGenerator,
@@ -242,6 +275,17 @@ impl RootContext for TracingRoot {
                     drops: LogThrottle::new(EXPORT_FAILURE_LOG_INTERVAL_NANOS),
                 })));
             }
+        }
+        if static_tags.invalid > 0 {
+            if let Some(vm) = &self.vm {
+                vm.borrow()
+                    .metrics
+                    .add(Metric::TagValuesInvalid, static_tags.invalid.into());
+            }
+            log::warn!(
+                "{} tags read once (literal, environment, node) did not convert to their type",
+                static_tags.invalid
+            );
         }
         true
     }
@@ -325,14 +369,25 @@ impl Vm {
 
     /// A finished span: counted, and buffered when sampled. Wakes the root context when a
     /// batch is full.
-    fn finish(&mut self, span: &ServerSpan) {
+    fn finish(&mut self, mut span: HttpSpan) {
         self.metrics.add(Metric::SpansActive, -1);
         if !span.context.flags.is_sampled() {
             self.metrics.add(Metric::SpansNotSampled, 1);
             return;
         }
         self.metrics.add(Metric::SpansSampled, 1);
-        match self.buffer.push(span_field(span)) {
+        self.content.on_end(&mut span, &HostProperties);
+        let finished = self.content.finish(span);
+        for (metric, count) in [
+            (Metric::SpanAttributesDropped, finished.dropped),
+            (Metric::SpanAttributeValuesTruncated, finished.truncated),
+            (Metric::TagValuesInvalid, finished.invalid),
+        ] {
+            if count > 0 {
+                self.metrics.add(metric, count.into());
+            }
+        }
+        match self.buffer.push(span_field(&finished.span)) {
             Push::Buffered => {
                 self.publish_levels();
                 if self.buffer.batch_ready() {
@@ -511,7 +566,15 @@ impl HttpContext for TracingHttp {
         );
         let failed = handled.writes.iter().filter(|w| apply(w).is_err()).count();
         vm.count_request(&handled, failed);
-        self.span = Some(handled.span);
+        if vm.config.correlation.filter_state {
+            publish_correlation(&handled);
+        }
+        let mut span = handled.span;
+        if span.context.flags.is_sampled() {
+            vm.content
+                .on_request(&mut span, &headers, &handled.extracted.baggage);
+        }
+        self.span = Some(span);
         Action::Continue
     }
 
@@ -525,6 +588,11 @@ impl HttpContext for TracingHttp {
             return Action::Continue;
         };
         let vm = vm.borrow();
+        if span.context.flags.is_sampled() && vm.content.reads_response_headers() {
+            let headers: Vec<(String, Bytes)> =
+                hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+            vm.content.on_response(span, &headers);
+        }
         let response = &vm.config.propagation.trace_response;
         if response.enabled {
             let value = w3c::format_traceparent(&span.context);
@@ -545,7 +613,7 @@ impl HttpContext for TracingHttp {
             return;
         };
         span.end_unix_nanos = now_unix_nanos();
-        vm.borrow_mut().finish(&span);
+        vm.borrow_mut().finish(span);
     }
 }
 
@@ -618,6 +686,22 @@ impl SharedStore for HostSharedData {
     }
 }
 
+// === impl HostProperties ===
+
+impl Properties for HostProperties {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+}
+
+// === impl HostEnvironment ===
+
+impl Environment for HostEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
 /// Applies one header write to the upstream request.
 fn apply(write: &HeaderWrite) -> Result<(), Status> {
     match write {
@@ -628,6 +712,19 @@ fn apply(write: &HeaderWrite) -> Result<(), Status> {
         ),
         HeaderWrite::Remove(name) => {
             hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None)
+        }
+    }
+}
+
+/// Writes the span's ids as properties, which Envoy keeps as filter state
+/// `wasm.meshtrace.*` on the stream for access logs and later filters (see
+/// [`crate::correlation`]). Envoy answers `Ok` while the stream exists, which it does in the
+/// request-headers callback (proxy-wasm 0.2.5 panics on any other status rather than return
+/// it); should a later SDK return an error, the request goes on without that property.
+fn publish_correlation(handled: &Handled) {
+    for (path, value) in correlation::properties(handled) {
+        if let Err(status) = hostcalls::set_property(vec![path], Some(value.as_bytes())) {
+            log::debug!("property {path} not set: {status:?}");
         }
     }
 }

@@ -14,16 +14,23 @@
     )
 )]
 
+pub mod attributes;
 pub mod config;
+pub mod content;
+pub mod correlation;
 pub mod export;
+pub mod host;
 pub mod ids;
 pub mod log_throttle;
 pub mod metrics;
 pub mod propagation;
 pub mod request;
+pub mod resource;
+pub mod route;
 pub mod sampling;
 pub mod semconv;
 pub mod span;
+pub mod tags;
 pub mod trace;
 
 // The host boundary is never part of a unit-test build (natively it could not link; under

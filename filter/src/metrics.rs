@@ -85,6 +85,13 @@ pub enum Metric {
     SamplingForcedRejected,
     /// Compare-and-swap conflicts retried on the shared rate-limit buckets.
     SamplingCasConflicts,
+    /// Span attributes dropped by the span limits (attribute count, tag header bytes): the
+    /// sum of the exported spans' `dropped_attributes_count`.
+    SpanAttributesDropped,
+    /// String attribute values cut to the value length limit.
+    SpanAttributeValuesTruncated,
+    /// Tag values that did not convert to the tag's type (the default, if any, was used).
+    TagValuesInvalid,
 }
 
 impl Metric {
@@ -128,6 +135,11 @@ impl Metric {
             all.extend([true, false].map(|sampled| Metric::SamplingDecision(sampled, reason)));
         }
         all.extend([Metric::SamplingForcedRejected, Metric::SamplingCasConflicts]);
+        all.extend([
+            Metric::SpanAttributesDropped,
+            Metric::SpanAttributeValuesTruncated,
+            Metric::TagValuesInvalid,
+        ]);
         all
     }
 
@@ -216,6 +228,11 @@ impl Metric {
             }
             Metric::SamplingForcedRejected => "meshtrace_sampling_forced_rejected_total",
             Metric::SamplingCasConflicts => "meshtrace_sampling_rate_limit_cas_conflicts_total",
+            Metric::SpanAttributesDropped => "meshtrace_span_attributes_dropped_total",
+            Metric::SpanAttributeValuesTruncated => {
+                "meshtrace_span_attribute_values_truncated_total"
+            }
+            Metric::TagValuesInvalid => "meshtrace_tag_values_invalid_total",
         })
     }
 

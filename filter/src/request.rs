@@ -19,14 +19,14 @@ use crate::propagation::tracestate::TraceState;
 use crate::propagation::{self, Extracted, HeaderWrite, Headers};
 use crate::sampling::consistent::OT_KEY;
 use crate::sampling::{self, Decision, ParentSampling, Sampler, SamplingInput, SharedStore};
-use crate::span::ServerSpan;
+use crate::span::HttpSpan;
 use crate::trace::{Sampling, SpanContext, TraceFlags};
 
 /// Everything the filter decided about one request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Handled {
     /// Our span, open until the stream ends.
-    pub span: ServerSpan,
+    pub span: HttpSpan,
     /// What the request's trace headers said (for the metrics).
     pub extracted: Extracted,
     /// The sampling decision (for the metrics).
@@ -60,10 +60,6 @@ pub fn handle<H: Headers + ?Sized>(
         .stop_propagation
         .matches(headers.get(":authority").unwrap_or_default());
     let writes = propagation::inject(&span.context, span.parent_span_id, &extracted, config, stop);
-    span.set_request(
-        headers.get(":method").unwrap_or_default(),
-        headers.get(":path").unwrap_or_default(),
-    );
     Handled {
         span,
         extracted,
@@ -80,7 +76,7 @@ pub fn start_server_span(
     extracted: &Extracted,
     ids: &mut impl IdGenerator,
     now_unix_nanos: u64,
-) -> ServerSpan {
+) -> HttpSpan {
     let debug = extracted.sampling.is_debug();
     let context = match extracted.parent {
         Some(parent) => SpanContext {
@@ -97,23 +93,14 @@ pub fn start_server_span(
             debug,
         },
     };
-    ServerSpan {
-        context,
-        parent_span_id: extracted.parent.map(|p| p.span_id),
-        start_unix_nanos: now_unix_nanos,
-        end_unix_nanos: now_unix_nanos,
-        method: String::new(),
-        path: String::new(),
-        status_code: None,
-        extra_attributes: Vec::new(),
-    }
+    HttpSpan::new(context, extracted.parent.map(|p| p.span_id), now_unix_nanos)
 }
 
 /// What the sampler needs to know about `span`'s request: the caller's decision (from its
 /// context, or from a sampling-only B3 header), whether the trace id is the caller's, the
 /// tracestate that came with it, and the headers for rules and forced traces.
 pub fn sampling_input<'a, H: Headers + ?Sized>(
-    span: &ServerSpan,
+    span: &HttpSpan,
     extracted: &'a Extracted,
     headers: &'a H,
 ) -> SamplingInput<'a, H> {
@@ -136,7 +123,7 @@ pub fn sampling_input<'a, H: Headers + ?Sized>(
 /// front as W3C asks of a modified member), and on sampled spans the reason (and rule)
 /// attributes.
 pub fn apply_sampling(
-    span: &mut ServerSpan,
+    span: &mut HttpSpan,
     tracestate: &mut TraceState,
     decision: &Decision,
     sampler: &Sampler,

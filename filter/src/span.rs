@@ -1,34 +1,31 @@
-//! Building the filter's SERVER span and encoding finished spans as OTLP protobuf.
+//! The filter's span of one HTTP request (SERVER or CLIENT), and its OTLP encoding.
 //!
-//! A [`ServerSpan`] is recorded as the request goes through the filter; when the stream ends it
-//! becomes an OTLP `Span`. [`encode_export_request`] wraps a batch in one
-//! `ExportTraceServiceRequest` with the filter's resource and scope, ready for `POST /v1/traces`.
+//! An [`HttpSpan`] is recorded as the request goes through the filter: its context at the
+//! request headers, then (sampled spans only, see [`crate::content`]) what the conventions and
+//! the tags need. [`HttpSpan::finish`] turns it into an OTLP `Span` under the span limits;
+//! [`encode_export_request`] wraps a batch in one `ExportTraceServiceRequest` with the
+//! filter's resource and scope, ready for `POST /v1/traces`.
 
-use crate::semconv;
+use crate::attributes::{Attribute, Limits, Value};
+use crate::semconv::http::{End, Request, Settings};
+use crate::semconv::{self};
+use crate::tags::Evaluated;
 use crate::trace::{SpanContext, SpanId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span, Status, span, status,
-};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, status};
 use prost::Message;
+use std::borrow::Cow;
 
 /// Instrumentation scope name of every span.
 pub const SCOPE_NAME: &str = "meshtrace-filter";
 /// This crate's version, reported as the scope and SDK version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Longest method or path recorded; longer values are cut at a character boundary.
-pub const MAX_ATTRIBUTE_LEN: usize = 4_096;
 
-/// HTTP methods the semantic conventions know; any other is recorded as `_OTHER`.
-const KNOWN_METHODS: [&str; 9] = [
-    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
-];
-
-/// The span the filter records for one HTTP request it serves.
+/// The span the filter records for one HTTP request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ServerSpan {
+pub struct HttpSpan {
     /// Our span's identity (the one written on the upstream request).
     pub context: SpanContext,
     /// The remote parent's span id, when the request carried a valid context.
@@ -37,66 +34,109 @@ pub struct ServerSpan {
     pub start_unix_nanos: u64,
     /// End, in nanoseconds since the Unix epoch (host clock).
     pub end_unix_nanos: u64,
-    /// `:method`, as received (possibly empty).
-    pub method: String,
-    /// `:path` without the query string.
-    pub path: String,
+    /// What the request headers said (sampled spans).
+    pub request: Request,
+    /// The matched route template.
+    pub route: Option<String>,
     /// The response status, when one was sent.
     pub status_code: Option<u16>,
-    /// Further string attributes (e.g. the sampling reason), added after the HTTP ones.
+    /// What Envoy knew at the end of the stream (sampled spans).
+    pub end: End,
+    /// The sampling reason (and rule) attributes.
     pub extra_attributes: Vec<(&'static str, String)>,
+    /// Custom tags read for this request, in phase order.
+    pub tags: Vec<Attribute>,
+    /// Tags dropped before the span finished (header byte budget).
+    pub dropped_tags: u32,
+    /// Tag values that did not convert to their type.
+    pub invalid_tags: u32,
+    /// Header bytes the tags may still read.
+    pub header_budget: usize,
 }
 
-/// Resource identity of the spans one filter instance emits.
+/// A finished span and what the limits cut, for the metrics.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SpanResource {
-    /// `service.name`.
-    pub service_name: String,
+pub struct Finished {
+    /// The OTLP span.
+    pub span: Span,
+    /// Attributes dropped (count limit and header byte budget): its `dropped_attributes_count`.
+    pub dropped: u32,
+    /// String values cut by the length limit.
+    pub truncated: u32,
+    /// Tag values that did not convert to their type.
+    pub invalid: u32,
 }
 
-// === impl ServerSpan ===
+// === impl HttpSpan ===
 
-impl ServerSpan {
-    /// Records the request line: method and path (query stripped), both bounded.
-    pub fn set_request(&mut self, method: &[u8], path: &[u8]) {
-        self.method = bounded_lossy(method);
-        let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-        self.path = bounded_lossy(path);
+impl HttpSpan {
+    /// A span with its context, started at `start_unix_nanos`.
+    pub fn new(
+        context: SpanContext,
+        parent_span_id: Option<SpanId>,
+        start_unix_nanos: u64,
+    ) -> Self {
+        Self {
+            context,
+            parent_span_id,
+            start_unix_nanos,
+            end_unix_nanos: start_unix_nanos,
+            request: Request::default(),
+            route: None,
+            status_code: None,
+            end: End::default(),
+            extra_attributes: Vec::new(),
+            tags: Vec::new(),
+            dropped_tags: 0,
+            invalid_tags: 0,
+            header_budget: 0,
+        }
     }
 
-    /// The OTLP span. Name and attributes follow the HTTP server span conventions: the name is
-    /// the method (no route is known yet), 5xx sets status ERROR and `error.type`.
-    pub fn to_otlp(&self) -> Span {
-        let known = KNOWN_METHODS.contains(&self.method.as_str());
-        let method = if known {
-            self.method.as_str()
-        } else {
-            "_OTHER"
-        };
-        let mut attributes = vec![
-            string_attribute(semconv::HTTP_REQUEST_METHOD, method),
-            string_attribute(semconv::URL_PATH, &self.path),
-        ];
-        let mut status = None;
-        attributes.extend(
-            self.extra_attributes
-                .iter()
-                .map(|(key, value)| string_attribute(key, value)),
+    /// Adds what a tag evaluation produced.
+    pub fn add_tags(&mut self, evaluated: Evaluated) {
+        self.tags.extend(evaluated.attributes);
+        self.dropped_tags = self.dropped_tags.saturating_add(evaluated.dropped);
+        self.invalid_tags = self.invalid_tags.saturating_add(evaluated.invalid);
+    }
+
+    /// The OTLP span: name, kind and status by the HTTP conventions; attributes in order of
+    /// importance (conventions, sampling, tags read once, tags of this request), the last ones
+    /// dropped past the count limit.
+    pub fn finish(
+        self,
+        settings: &Settings,
+        static_tags: &[Attribute],
+        limits: &Limits,
+    ) -> Finished {
+        let status_code = self.status_code.or(self.end.response_code);
+        let conventions = settings.attributes(
+            &self.request,
+            self.route.as_deref(),
+            self.status_code,
+            &self.end,
         );
-        if let Some(code) = self.status_code {
-            attributes.push(int_attribute(
-                semconv::HTTP_RESPONSE_STATUS_CODE,
-                code.into(),
-            ));
-            if code >= 500 {
-                attributes.push(string_attribute(semconv::ERROR_TYPE, &code.to_string()));
-                status = Some(Status {
-                    code: status::StatusCode::Error as i32,
-                    ..Default::default()
-                });
-            }
-        }
-        Span {
+        let sampling: Vec<Attribute> = self
+            .extra_attributes
+            .iter()
+            .map(|(key, value)| Attribute {
+                key: Cow::Borrowed(*key),
+                value: Value::String(value.clone()),
+            })
+            .collect();
+        let encoded = limits.encode(
+            conventions
+                .iter()
+                .chain(&sampling)
+                .chain(static_tags)
+                .chain(&self.tags),
+        );
+        let dropped = encoded.dropped.saturating_add(self.dropped_tags);
+        let status = settings.is_error(status_code).then(|| Status {
+            code: status::StatusCode::Error as i32,
+            ..Default::default()
+        });
+        let span = Span {
             trace_id: self.context.trace_id.to_bytes().to_vec(),
             span_id: self.context.span_id.to_bytes().to_vec(),
             parent_span_id: self
@@ -104,17 +144,20 @@ impl ServerSpan {
                 .map(|id| id.to_bytes().to_vec())
                 .unwrap_or_default(),
             flags: u32::from(self.context.flags.to_wire()) | span_flags(self.parent_span_id),
-            name: if known {
-                method.to_owned()
-            } else {
-                "HTTP".to_owned()
-            },
-            kind: span::SpanKind::Server as i32,
+            name: settings.span_name(&self.request.method, self.route.as_deref()),
+            kind: settings.kind.to_otlp() as i32,
             start_time_unix_nano: self.start_unix_nanos,
             end_time_unix_nano: self.end_unix_nanos.max(self.start_unix_nanos),
-            attributes,
+            attributes: encoded.attributes,
+            dropped_attributes_count: dropped,
             status,
             ..Default::default()
+        };
+        Finished {
+            span,
+            dropped,
+            truncated: encoded.truncated,
+            invalid: self.invalid_tags,
         }
     }
 }
@@ -131,35 +174,20 @@ fn span_flags(parent: Option<SpanId>) -> u32 {
     }
 }
 
-// === impl SpanResource ===
-
-impl SpanResource {
-    fn to_otlp(&self) -> Resource {
-        Resource {
-            attributes: vec![
-                string_attribute(semconv::SERVICE_NAME, &self.service_name),
-                string_attribute(semconv::TELEMETRY_SDK_NAME, SCOPE_NAME),
-                string_attribute(semconv::TELEMETRY_SDK_LANGUAGE, "rust"),
-                string_attribute(semconv::TELEMETRY_SDK_VERSION, VERSION),
-            ],
-            ..Default::default()
-        }
-    }
-}
-
-/// Encodes one `ExportTraceServiceRequest` holding `spans` under one resource and scope.
-pub fn encode_export_request(resource: &SpanResource, spans: &[ServerSpan]) -> Vec<u8> {
+/// Encodes one `ExportTraceServiceRequest` holding `spans` under one resource and scope (the
+/// scope's schema URL names the semantic conventions release the attributes follow).
+pub fn encode_export_request(resource: &Resource, spans: &[Span]) -> Vec<u8> {
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(resource.to_otlp()),
+            resource: Some(resource.clone()),
             scope_spans: vec![ScopeSpans {
                 scope: Some(InstrumentationScope {
                     name: SCOPE_NAME.to_owned(),
                     version: VERSION.to_owned(),
                     ..Default::default()
                 }),
-                spans: spans.iter().map(ServerSpan::to_otlp).collect(),
-                ..Default::default()
+                spans: spans.to_vec(),
+                schema_url: semconv::SCHEMA_URL.to_owned(),
             }],
             ..Default::default()
         }],
@@ -167,67 +195,48 @@ pub fn encode_export_request(resource: &SpanResource, spans: &[ServerSpan]) -> V
     request.encode_to_vec()
 }
 
-fn string_attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn int_attribute(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
-}
-
-/// Header bytes as a string: invalid UTF-8 replaced, cut to [`MAX_ATTRIBUTE_LEN`] bytes at a
-/// character boundary.
-fn bounded_lossy(bytes: &[u8]) -> String {
-    let mut text =
-        String::from_utf8_lossy(bytes.get(..MAX_ATTRIBUTE_LEN).unwrap_or(bytes)).into_owned();
-    if text.len() > MAX_ATTRIBUTE_LEN {
-        let mut cut = MAX_ATTRIBUTE_LEN;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::semconv::http::Kind;
     use crate::trace::{TraceFlags, TraceId};
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
     // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn span(status_code: Option<u16>, parent: bool) -> ServerSpan {
-        let mut span = ServerSpan {
-            context: SpanContext {
+    fn span(status_code: Option<u16>, parent: bool) -> HttpSpan {
+        let mut span = HttpSpan::new(
+            SpanContext {
                 trace_id: TraceId::from_bytes([7; 16]).unwrap(),
                 span_id: SpanId::from_bytes([8; 8]).unwrap(),
                 flags: TraceFlags::from_wire(1),
                 debug: false,
             },
-            parent_span_id: parent.then(|| SpanId::from_bytes([9; 8]).unwrap()),
-            start_unix_nanos: 1_000,
-            end_unix_nanos: 2_000,
-            method: String::new(),
-            path: String::new(),
-            status_code,
-            extra_attributes: vec![("meshtrace.sampling.reason", "root".to_owned())],
-        };
-        span.set_request(b"GET", b"/api/users/7?token=secret");
+            parent.then(|| SpanId::from_bytes([9; 8]).unwrap()),
+            1_000,
+        );
+        span.end_unix_nanos = 2_000;
+        span.status_code = status_code;
+        span.request = Request::from_headers(
+            &vec![
+                (":method", "GET"),
+                (":path", "/api/users/7?sig=secret"),
+                (":scheme", "http"),
+            ],
+            &Settings::default(),
+        );
+        span.extra_attributes = vec![("meshtrace.sampling.reason", "root".to_owned())];
         span
+    }
+
+    fn finish(span: HttpSpan, kind: Kind) -> Finished {
+        let settings = Settings {
+            kind,
+            ..Settings::default()
+        };
+        span.finish(&settings, &[], &Limits::default())
     }
 
     fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a any_value::Value> {
@@ -238,10 +247,14 @@ mod tests {
             .and_then(|v| v.value.as_ref())
     }
 
+    fn string(s: &str) -> Option<any_value::Value> {
+        Some(any_value::Value::StringValue(s.to_owned()))
+    }
+
     #[test]
-    fn server_span_has_the_http_conventions() {
-        let otlp = span(Some(200), true).to_otlp();
-        assert_eq!(otlp.kind, span::SpanKind::Server as i32);
+    fn a_finished_span_has_ids_times_kind_and_the_conventions() {
+        let otlp = finish(span(Some(200), true), Kind::Server).span;
+        assert_eq!(otlp.kind, SpanKind::Server as i32);
         assert_eq!(otlp.name, "GET");
         assert_eq!(otlp.trace_id, vec![7; 16]);
         assert_eq!(otlp.span_id, vec![8; 8]);
@@ -251,7 +264,6 @@ mod tests {
             (otlp.start_time_unix_nano, otlp.end_time_unix_nano),
             (1_000, 2_000)
         );
-        let string = |s: &str| Some(any_value::Value::StringValue(s.to_owned()));
         assert_eq!(
             attribute(&otlp, "http.request.method").cloned(),
             string("GET")
@@ -259,6 +271,10 @@ mod tests {
         assert_eq!(
             attribute(&otlp, "url.path").cloned(),
             string("/api/users/7")
+        );
+        assert_eq!(
+            attribute(&otlp, "url.query").cloned(),
+            string("sig=REDACTED")
         );
         assert_eq!(
             attribute(&otlp, "http.response.status_code").cloned(),
@@ -270,60 +286,106 @@ mod tests {
             attribute(&otlp, "meshtrace.sampling.reason").cloned(),
             string("root")
         );
+        assert_eq!(otlp.dropped_attributes_count, 0);
     }
 
     #[test]
-    fn root_span_has_no_parent_and_5xx_is_an_error() {
-        let otlp = span(Some(503), false).to_otlp();
-        assert!(otlp.parent_span_id.is_empty());
-        assert_eq!(otlp.flags, 0x101);
+    fn a_route_names_the_span_and_kind_decides_the_status() {
+        let mut s = span(Some(404), false);
+        s.route = Some("/api/users/{id}".into());
+        let server = finish(s.clone(), Kind::Server).span;
+        assert_eq!(server.name, "GET /api/users/{id}");
+        assert_eq!(server.flags, 0x101);
+        assert!(server.parent_span_id.is_empty());
+        assert_eq!(server.status, None, "4xx is not a server error");
+        let client = finish(s, Kind::Client).span;
+        assert_eq!(client.kind, SpanKind::Client as i32);
         assert_eq!(
-            otlp.status.as_ref().map(|s| s.code),
+            client.status.as_ref().map(|s| s.code),
             Some(status::StatusCode::Error as i32)
         );
         assert_eq!(
-            attribute(&otlp, "error.type").cloned(),
-            Some(any_value::Value::StringValue("503".to_owned()))
+            attribute(&client, "url.template").cloned(),
+            string("/api/users/{id}")
         );
-    }
-
-    #[test]
-    fn unknown_methods_are_other_and_values_are_bounded() {
-        let mut s = span(None, false);
-        s.set_request(b"BREW\xff", &[b'/'; 10_000]);
-        let otlp = s.to_otlp();
-        assert_eq!(otlp.name, "HTTP");
+        let error = finish(span(Some(503), false), Kind::Server).span;
         assert_eq!(
-            attribute(&otlp, "http.request.method").cloned(),
-            Some(any_value::Value::StringValue("_OTHER".to_owned()))
+            error.status.as_ref().map(|s| s.code),
+            Some(status::StatusCode::Error as i32)
         );
-        assert_eq!(s.path.len(), MAX_ATTRIBUTE_LEN);
-        s.set_request(b"GET", "/é".repeat(3_000).as_bytes());
-        assert!(s.path.len() <= MAX_ATTRIBUTE_LEN);
+        assert_eq!(attribute(&error, "error.type").cloned(), string("503"));
     }
 
     #[test]
-    fn export_request_decodes_with_resource_and_scope() {
-        let bytes = encode_export_request(
-            &SpanResource {
-                service_name: "edge".to_owned(),
-            },
-            &[span(Some(200), false), span(Some(404), true)],
+    fn limits_cut_the_tags_last_and_count_what_they_cut() {
+        let mut s = span(Some(200), false);
+        s.tags = (0..50)
+            .map(|i| Attribute {
+                key: format!("tag{i}").into(),
+                value: Value::String("v".repeat(100)),
+            })
+            .collect();
+        s.dropped_tags = 2;
+        s.invalid_tags = 1;
+        let limits = Limits {
+            max_attributes: 32,
+            max_attribute_value_length: 16,
+            ..Limits::default()
+        };
+        let static_tags = [Attribute::new("env", "prod")];
+        let finished = s.finish(&Settings::default(), &static_tags, &limits);
+        let otlp = &finished.span;
+        assert_eq!(otlp.attributes.len(), 32);
+        assert_eq!(otlp.attributes[0].key, "http.request.method");
+        assert!(
+            attribute(otlp, "env").is_some(),
+            "tags read once come before per-request tags"
         );
+        let kept_tags = otlp
+            .attributes
+            .iter()
+            .filter(|kv| kv.key.starts_with("tag"))
+            .count();
+        assert_eq!(
+            otlp.dropped_attributes_count,
+            u32::try_from(50 - kept_tags).unwrap() + 2
+        );
+        assert_eq!(finished.dropped, otlp.dropped_attributes_count);
+        assert_eq!(finished.truncated, u32::try_from(kept_tags).unwrap());
+        assert_eq!(finished.invalid, 1);
+    }
+
+    #[test]
+    fn export_request_decodes_with_resource_scope_and_schema() {
+        let resource = Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: string("edge"),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let spans = [
+            finish(span(Some(200), false), Kind::Server).span,
+            finish(span(Some(404), true), Kind::Server).span,
+        ];
+        let bytes = encode_export_request(&resource, &spans);
         let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         let [resource_spans] = decoded.resource_spans.as_slice() else {
             panic!("one resource expected");
         };
-        let service = resource_spans
-            .resource
-            .as_ref()
-            .map(|r| r.attributes[0].clone());
-        assert_eq!(service, Some(string_attribute("service.name", "edge")));
+        assert_eq!(resource_spans.resource.as_ref(), Some(&resource));
         let scope_spans = &resource_spans.scope_spans[0];
         assert_eq!(
             scope_spans.scope.as_ref().map(|s| s.name.as_str()),
             Some(SCOPE_NAME)
         );
-        assert_eq!(scope_spans.spans.len(), 2);
+        assert_eq!(
+            scope_spans.schema_url,
+            "https://opentelemetry.io/schemas/1.45.0"
+        );
+        assert_eq!(scope_spans.spans, spans);
     }
 }

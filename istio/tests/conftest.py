@@ -22,7 +22,10 @@ REPO = HERE.parent.parent
 ISTIO = REPO / "istio"
 WASM_IMAGE = REPO / "target" / "wasm-image"
 FILTER_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "meshtrace_filter.wasm"
+MESH_CONFIG = ISTIO / "meshconfig"
 CRD_FILE = Path("schemas") / "istio" / "customresourcedefinitions.gen.yaml"
+# Folders of istio/ that hold no Kubernetes manifests: these tests, and istiod Helm values.
+NOT_MANIFESTS = {"tests", MESH_CONFIG.name}
 # Kubernetes releases the core manifests must be valid for: the oldest we support (the preStop
 # `sleep` action is on by default from 1.30) and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ["1.30.0", kv.latest_version()]
@@ -57,7 +60,7 @@ def load_manifests(root: Path, recursive: bool) -> list[Manifest]:
     files = sorted(root.rglob("*.yaml") if recursive else root.glob("*.yaml"))
     found = []
     for path in files:
-        if path.name == "kustomization.yaml" or "tests" in path.relative_to(root).parts:
+        if path.name == "kustomization.yaml" or NOT_MANIFESTS & set(path.relative_to(root).parts):
             continue
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         found += [Manifest(path, i, d) for i, d in enumerate(docs)]
@@ -78,6 +81,11 @@ def pinned_manifests() -> list[Manifest]:
     pinned = WASM_IMAGE / "istio"
     assert pinned.is_dir(), f"{pinned} is missing: run `make wasm-image`"
     return load_manifests(pinned, recursive=True)
+
+
+def mesh_configs() -> dict[str, dict]:
+    """The istiod Helm values under istio/meshconfig/, by file name: each holds a `meshConfig`."""
+    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(MESH_CONFIG.glob("*.yaml"))}
 
 
 def all_manifests() -> list[Manifest]:

@@ -118,6 +118,10 @@ BREAKS: dict[str, list[tuple[str, Callable[[dict], None], str]]] = {
         ("sampling above 100%", lambda d: spec(d)["tracing"][0].update(randomSamplingPercentage=100.5), "maximum"),
         ("misspelt field", lambda d: spec(d)["tracing"][0].update(disableContextPropogation=True),
          "disableContextPropogation"),
+        ("unknown access-log mode", lambda d: spec(d).setdefault("accessLogging", [{}])[0].update(
+            match={"mode": "INBOUND"}), "is not one of"),
+        ("access-log provider without a name", lambda d: spec(d).setdefault("accessLogging", [{}])[0]
+         .setdefault("providers", []).append({}), "'name' is a required property"),
     ],
     "ServiceEntry": [
         ("wildcard-only host", lambda d: spec(d).update(hosts=["*"]), ""),

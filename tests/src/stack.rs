@@ -8,8 +8,12 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use tempfile::TempDir;
 
-use crate::envoy::{Envoy, StackAddrs, local_config, with_ecds, write_ecds};
+use crate::envoy::{
+    Envoy, EnvoyExtras, StackAddrs, local_config_with, with_access_log, with_ecds,
+    with_http_filters, write_ecds,
+};
 use crate::eventually;
 use crate::injected::{Written, contexts};
 use crate::w3c::Traceparent;
@@ -21,6 +25,8 @@ pub const TEST_PLUGIN_CONFIG: &str =
 
 /// How long a span may take from the request to the shim's store (normally ~100 ms).
 pub const SPAN_ARRIVAL_LIMIT: Duration = Duration::from_secs(10);
+/// How long an access-log line may take to reach its file (Envoy flushes every 100 ms in tests).
+pub const ACCESS_LOG_LIMIT: Duration = Duration::from_secs(10);
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -35,6 +41,15 @@ pub struct StackOptions {
     /// Deliver the filter by ECDS from a file in this directory, so that
     /// [`Stack::reconfigure`] can change its configuration while Envoy runs.
     pub ecds_dir: Option<PathBuf>,
+    /// HTTP filters (Envoy YAML) to run right after the Wasm filter.
+    pub http_filters: Vec<serde_yaml_ng::Value>,
+    /// The router's upstream HTTP filters (the codec filter is added after them).
+    pub upstream_http_filters: Vec<serde_yaml_ng::Value>,
+    /// Bootstrap node and VM environment for Envoy.
+    pub envoy: EnvoyExtras,
+    /// The access log's format (an Envoy `SubstitutionFormatString`) instead of
+    /// `envoy/envoy.yaml`'s.
+    pub access_log_format: Option<serde_yaml_ng::Value>,
 }
 
 impl Default for StackOptions {
@@ -44,6 +59,10 @@ impl Default for StackOptions {
             plugin_config: TEST_PLUGIN_CONFIG.to_owned(),
             exporter_addr: None,
             ecds_dir: None,
+            http_filters: Vec::new(),
+            upstream_http_filters: Vec::new(),
+            envoy: EnvoyExtras::default(),
+            access_log_format: None,
         }
     }
 }
@@ -55,9 +74,14 @@ pub struct Stack {
     pub envoy: Envoy,
     /// The shim, when running.
     pub shim: Option<Shim>,
+    /// The demo upstream.
+    pub upstream: SocketAddr,
     client: reqwest::Client,
     /// The ECDS file and the filter's `Wasm` config, when the filter comes by ECDS.
     ecds: Option<(PathBuf, serde_yaml_ng::Value)>,
+    /// Envoy's access log: `envoy/envoy.yaml`'s JSON lines, written here instead of stdout.
+    access_log: PathBuf,
+    _logs: TempDir,
 }
 
 /// The demo upstream's answer, as the client got it through Envoy.
@@ -97,7 +121,15 @@ impl Stack {
             upstream,
             shim: shim_addr,
         };
-        let mut config = local_config(&addrs, Some(&options.plugin_config))?;
+        let logs = tempfile::tempdir()?;
+        let access_log = logs.path().join("access.log");
+        let config = local_config_with(&addrs, Some(&options.plugin_config), &options.envoy)?;
+        let config = with_access_log(&config, &access_log, options.access_log_format.as_ref())?;
+        let mut config = with_http_filters(
+            &config,
+            &options.http_filters,
+            &options.upstream_http_filters,
+        )?;
         let ecds = match &options.ecds_dir {
             Some(dir) => {
                 let path = dir.join("meshtrace-filter.yaml");
@@ -115,8 +147,11 @@ impl Stack {
         Ok(Self {
             envoy,
             shim,
+            upstream,
             client,
             ecds,
+            access_log,
+            _logs: logs,
         })
     }
 
@@ -129,9 +164,55 @@ impl Stack {
         write_ecds(path, wasm, plugin_config)
     }
 
+    /// The complete access-log lines Envoy wrote so far, each parsed as JSON (a line that is
+    /// not JSON is an error: the format is JSON).
+    pub fn access_log(&self) -> anyhow::Result<Vec<Value>> {
+        let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
+        // A line still being written has no newline yet.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .with_context(|| format!("access-log line is not JSON: {line:?}"))
+            })
+            .collect()
+    }
+
+    /// Waits until the access log holds at least `lines` lines and returns them all.
+    pub async fn wait_for_access_log(&self, lines: usize) -> anyhow::Result<Vec<Value>> {
+        let found = eventually(ACCESS_LOG_LIMIT, || async {
+            let parsed = self.access_log();
+            match &parsed {
+                Ok(all) if all.len() < lines => None,
+                _ => Some(parsed),
+            }
+        })
+        .await;
+        match found {
+            Some(parsed) => parsed,
+            None => Err(anyhow!(
+                "fewer than {lines} access-log lines after {ACCESS_LOG_LIMIT:?}: {:?}",
+                self.access_log()
+            )),
+        }
+    }
+
     /// Sends `GET path` through Envoy with `headers` (raw bytes, so non-UTF-8 values go out as
     /// they are) and returns the upstream's echo.
     pub async fn get(&self, path: &str, headers: &[(&str, &[u8])]) -> anyhow::Result<Echo> {
+        self.send("GET", path, headers, Vec::new()).await
+    }
+
+    /// Sends `method path` with `headers` and `body` through Envoy and returns the upstream's
+    /// echo.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Echo> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -140,7 +221,15 @@ impl Stack {
             );
         }
         let url = format!("http://{}{path}", self.envoy.listener);
-        Echo::read(self.client.get(url).headers(map).send().await?).await
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let response = self
+            .client
+            .request(method, url)
+            .headers(map)
+            .body(body)
+            .send()
+            .await?;
+        Echo::read(response).await
     }
 
     /// Sends `count` requests `GET {prefix}/{i}` through Envoy, `parallel` at a time, and
@@ -202,6 +291,8 @@ pub struct StoredSpan {
     pub span: Value,
     /// The `resource` object of its `resourceSpans`.
     pub resource: Value,
+    /// Its `scopeSpans` without the spans: `scope` (name, version) and `schemaUrl`.
+    pub scope: Value,
 }
 
 impl StoredSpan {
@@ -210,9 +301,14 @@ impl StoredSpan {
             for scope_spans in resource_spans["scopeSpans"].as_array()? {
                 for span in scope_spans["spans"].as_array()? {
                     if span["spanId"] == span_id {
+                        let mut scope = scope_spans.clone();
+                        if let Some(map) = scope.as_object_mut() {
+                            map.remove("spans");
+                        }
                         return Some(Self {
                             span: span.clone(),
                             resource: resource_spans["resource"].clone(),
+                            scope,
                         });
                     }
                 }

@@ -31,7 +31,7 @@ async fn stack_exporting_to(addr: SocketAddr, plugin_config: String) -> Stack {
         shim_running: false,
         exporter_addr: Some(addr),
         plugin_config,
-        ecds_dir: None,
+        ..StackOptions::default()
     };
     Stack::start(options).await.expect("stack starts")
 }
@@ -246,6 +246,7 @@ async fn a_reconfiguration_in_the_middle_of_traffic_loses_no_span() {
         exporter_addr: Some(sink.serve_http().await),
         plugin_config: config("before"),
         ecds_dir: Some(dir.path().to_owned()),
+        ..StackOptions::default()
     };
     let stack = Stack::start(options).await.expect("stack with ECDS starts");
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use meshtrace_collector_shim::Shim;
 use meshtrace_collector_shim::config::ExportConfig;
 use meshtrace_collector_shim::testing::{Reply, Sink, assert_accounting, flatten};
-use meshtrace_tests::envoy::Envoy;
+use meshtrace_tests::envoy::{Envoy, OtelTracer};
 use meshtrace_tests::shim_e2e::{send_with_python_sdk, shim_config, wait_for_metric};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::TracesData;
@@ -96,63 +96,14 @@ async fn python_sdk_exporters_spans_arrive_unchanged() {
 /// Envoy with only its OpenTelemetry tracer (no wasm filter): every request through the
 /// listener becomes a SERVER span sent over OTLP/gRPC to the shim.
 fn envoy_tracer_config(shim_grpc: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-layered_runtime:
-  layers:
-  - name: static
-    static_layer:
-      tracing.opentelemetry.flush_interval_ms: 50
-      tracing.opentelemetry.min_flush_spans: 1
-static_resources:
-  listeners:
-  - name: ingress
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          tracing:
-            provider:
-              name: envoy.tracers.opentelemetry
-              typed_config:
-                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
-                service_name: envoy-edge
-                grpc_service:
-                  envoy_grpc: {{ cluster_name: shim_otlp_grpc }}
-                  timeout: 2s
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "ok" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: shim_otlp_grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: shim_otlp_grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-"#,
-        port = shim_grpc.port()
-    )
+    OtelTracer {
+        shim_grpc,
+        service_name: "envoy-edge",
+        preamble: "",
+        custom_tags: "",
+        upstream: None,
+    }
+    .config()
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@
 //! Every span handed to an exporter ends in exactly one of `exported`, `dropped{reason}` or
 //! `spool_retained`, and leaves `export_pending_spans` then (see [`crate::metrics`]). Drops are
 //! logged at `warn` the first time and at most once per [`DROP_LOG_INTERVAL`] after that.
+//! Every line about a batch names its trace ids ([`crate::trace_ids`]): a successful delivery
+//! and a failed attempt at `debug`, a drop at `warn` (the first few) or `debug`.
 
 pub mod grpc;
 pub mod http;
@@ -30,12 +32,13 @@ use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{Level, debug, warn};
 
 use crate::config::{Compression, Env, ExportConfig, Protocol};
 use crate::metrics::{Metrics, dropped, outcome};
 use crate::pipeline::Ticket;
 use crate::pipeline::batch::Batch;
+use crate::trace_ids::{DEBUG_TRACE_IDS, TraceIds, WARN_TRACE_IDS};
 use retry::{Classification, RetryPolicy};
 
 /// At most one `warn` per this interval for dropped spans after the first.
@@ -171,6 +174,11 @@ impl ReadyBatch {
     fn mark_unsettled(&self) {
         self.tickets.iter().for_each(|t| t.mark_unsettled());
     }
+
+    /// The batch's trace ids, the first `limit` of them shown (for log lines).
+    pub fn trace_ids(&self, limit: usize) -> TraceIds {
+        TraceIds::of(&self.request.resource_spans, limit)
+    }
 }
 
 /// gzip at level 6 (the default of gzip(1) and of the Collector's exporters).
@@ -273,8 +281,19 @@ impl Exporter {
                 started.elapsed().as_secs_f64(),
                 number > 1,
             );
-            if let Classification::Retryable { .. } = attempt.classification {
-                debug!(exporter = %self.name, attempt = number, detail = %attempt.detail, "export attempt failed");
+            if let Classification::Retryable { .. } = attempt.classification
+                && tracing::enabled!(Level::DEBUG)
+            {
+                let ids = batch.trace_ids(DEBUG_TRACE_IDS);
+                debug!(
+                    exporter = %self.name,
+                    attempt = number,
+                    detail = %attempt.detail,
+                    spans = batch.spans,
+                    traces = ids.total(),
+                    trace_ids = %ids,
+                    "export attempt failed"
+                );
             }
             attempt
         };
@@ -293,16 +312,21 @@ impl Exporter {
         match delivery {
             Delivery::Exported { rejected, detail } => {
                 self.metrics.record_exported(&self.name, spans - rejected);
+                if tracing::enabled!(Level::DEBUG) {
+                    let ids = batch.trace_ids(DEBUG_TRACE_IDS);
+                    debug!(exporter = %self.name, spans, traces = ids.total(), trace_ids = %ids, "exported spans");
+                }
                 if rejected > 0 {
-                    // partial_success: counted, never retried (OTLP spec).
+                    // partial_success: counted, never retried (OTLP spec). The backend does
+                    // not say which spans it rejected: the line names the batch's traces.
                     self.metrics
                         .record_dropped(&self.name, dropped::PARTIAL_SUCCESS, rejected);
-                    self.log_drop(dropped::PARTIAL_SUCCESS, rejected, &detail);
+                    self.log_drop(batch, dropped::PARTIAL_SUCCESS, rejected, &detail);
                 }
             }
             Delivery::Dropped { reason, detail } => {
                 self.metrics.record_dropped(&self.name, reason, spans);
-                self.log_drop(reason, spans, &detail);
+                self.log_drop(batch, reason, spans, &detail);
             }
             Delivery::Interrupted if self.spool_enabled => {
                 batch.mark_unsettled();
@@ -312,6 +336,7 @@ impl Exporter {
                 self.metrics
                     .record_dropped(&self.name, dropped::SHUTDOWN, spans);
                 self.log_drop(
+                    batch,
                     dropped::SHUTDOWN,
                     spans,
                     "shutdown deadline passed before delivery",
@@ -321,7 +346,7 @@ impl Exporter {
         self.metrics.add_pending(&self.name, -(spans as i64));
     }
 
-    fn log_drop(&self, reason: &'static str, spans: u64, detail: &str) {
+    fn log_drop(&self, batch: &ReadyBatch, reason: &'static str, spans: u64, detail: &str) {
         let action = self
             .drop_log
             .lock()
@@ -331,19 +356,34 @@ impl Exporter {
             DropLogAction::Warn {
                 suppressed_drops,
                 suppressed_spans,
-            } => warn!(
-                exporter = %self.name,
-                reason,
-                spans,
-                detail,
-                suppressed_drops,
-                suppressed_spans,
-                "dropped spans that could not be exported (further drops are logged at most once \
-                 a minute; see meshtrace_shim_dropped_spans_total)"
-            ),
-            DropLogAction::Suppress => {
-                debug!(exporter = %self.name, reason, spans, detail, "dropped spans that could not be exported");
+            } => {
+                let ids = batch.trace_ids(WARN_TRACE_IDS);
+                warn!(
+                    exporter = %self.name,
+                    reason,
+                    spans,
+                    detail,
+                    traces = ids.total(),
+                    trace_ids = %ids,
+                    suppressed_drops,
+                    suppressed_spans,
+                    "dropped spans that could not be exported (further drops are logged at most \
+                     once a minute; see meshtrace_shim_dropped_spans_total)"
+                );
             }
+            DropLogAction::Suppress if tracing::enabled!(Level::DEBUG) => {
+                let ids = batch.trace_ids(DEBUG_TRACE_IDS);
+                debug!(
+                    exporter = %self.name,
+                    reason,
+                    spans,
+                    detail,
+                    traces = ids.total(),
+                    trace_ids = %ids,
+                    "dropped spans that could not be exported"
+                );
+            }
+            DropLogAction::Suppress => {}
         }
     }
 }

@@ -38,6 +38,7 @@ use crate::export::{Exporter, ReadyBatch};
 use crate::metrics::{Metrics, dropped};
 use crate::otlp::count_spans;
 use crate::spool::{RecordId, Spool, SpoolError};
+use crate::trace_ids::{TraceIds, WARN_TRACE_IDS};
 use batch::{BatchLimits, Batcher, Item};
 
 /// Memory use is "no longer full" (ready again) below this fraction of both limits.
@@ -382,7 +383,7 @@ impl Pipeline {
             self.metrics
                 .record_dropped(exporter, dropped::QUEUE_FULL, item.spans);
         }
-        warn_rate_limited(item.spans);
+        warn_rate_limited(&item);
         // Dropping the item releases its budget and acknowledges its spool record.
         drop(item);
         true
@@ -509,12 +510,16 @@ async fn dispatch(
     }
 }
 
-/// One warning per minute at most for drop-oldest evictions.
-fn warn_rate_limited(spans: u64) {
+/// One warning per minute at most for drop-oldest evictions, naming the first few traces of
+/// the evicted item.
+fn warn_rate_limited(item: &batch::Item) {
     static LIMIT: crate::metrics::WarnLimiter = crate::metrics::WarnLimiter::new();
     if LIMIT.ready() {
+        let ids = TraceIds::of(&item.request.resource_spans, WARN_TRACE_IDS);
         warn!(
-            spans,
+            spans = item.spans,
+            traces = ids.total(),
+            trace_ids = %ids,
             "queue full: dropped the oldest queued spans (queue.full_policy = drop_oldest; \
              further drops are counted in meshtrace_shim_dropped_spans_total{{reason=\"queue_full\"}} \
              and logged at most once a minute)"

@@ -54,6 +54,7 @@ pub use search::{Cursor, RootSpan, StatusFilter, TracePage, TraceQuery, TraceSum
 use crate::config::StoreConfig;
 use crate::metrics::{Metrics, store_dropped};
 use crate::otlp::count_resource_spans;
+use crate::trace_ids::{TraceIds, WARN_TRACE_IDS};
 
 /// A 16-byte OTLP trace id.
 pub type TraceId = [u8; 16];
@@ -307,6 +308,8 @@ impl Writer {
     }
 
     fn insert(&mut self, batch: Vec<ResourceSpans>, spans: u64) {
+        // Named should the write fail (the insert consumes the batch); far cheaper than it.
+        let ids = TraceIds::of(&batch, WARN_TRACE_IDS);
         let result = self.db.insert(batch, now_ns());
         self.pending_spans.fetch_sub(spans, Ordering::SeqCst);
         match result {
@@ -315,7 +318,13 @@ impl Writer {
                     .record_store(self.db.span_count(), self.db.bytes(), &outcome.evicted);
             }
             Err(error) => {
-                error!(%error, spans, "the trace store could not write spans; they are dropped");
+                error!(
+                    %error,
+                    spans,
+                    traces = ids.total(),
+                    trace_ids = %ids,
+                    "the trace store could not write spans; they are dropped"
+                );
                 self.metrics
                     .record_store_dropped(store_dropped::WRITE_ERROR, spans);
             }

@@ -7,8 +7,10 @@
 //! for the same spans (protobuf parsers accept fields in any order, so the spans may follow a
 //! `schema_url`).
 
-use crate::span::{ServerSpan, SpanResource, encode_export_request};
+use crate::span::encode_export_request;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
@@ -21,11 +23,10 @@ const SPANS: u32 = 2;
 const KEY_LEN: usize = 1;
 
 /// The encoded `spans` field of one finished span: what the buffer stores.
-pub fn span_field(span: &ServerSpan) -> Vec<u8> {
-    let span = span.to_otlp();
+pub fn span_field(span: &Span) -> Vec<u8> {
     let len = span.encoded_len();
     let mut field = Vec::with_capacity(KEY_LEN + encoded_len_varint(len as u64) + len);
-    prost::encoding::message::encode(SPANS, &span, &mut field);
+    prost::encoding::message::encode(SPANS, span, &mut field);
     field
 }
 
@@ -40,7 +41,7 @@ pub struct BatchTemplate {
 impl BatchTemplate {
     /// The template for spans of `resource`, taken from the span module's own encoding of an
     /// empty request, so that resource and scope stay what that module writes.
-    pub fn new(resource: &SpanResource) -> Self {
+    pub fn new(resource: &Resource) -> Self {
         let empty = encode_export_request(resource, &[]);
         let Ok(request) = ExportTraceServiceRequest::decode(empty.as_slice()) else {
             return Self::default();
@@ -94,13 +95,11 @@ mod tests {
 
     #[test]
     fn body_is_the_span_modules_encoding_of_the_same_spans() {
-        let resource = SpanResource {
-            service_name: "edge".to_owned(),
-        };
+        let resource = crate::export::tests::resource("edge");
         let template = BatchTemplate::new(&resource);
         // Sizes around the one- and two-byte varint boundaries of every length.
         for (count, path_len) in [(0, 1), (1, 1), (1, 60), (3, 70), (40, 2), (200, 100)] {
-            let spans: Vec<ServerSpan> = (0..count).map(|n| span(n as u8, 2 * path_len)).collect();
+            let spans: Vec<Span> = (0..count).map(|n| span(n as u8, 2 * path_len)).collect();
             let fields: Vec<u8> = spans.iter().flat_map(span_field).collect();
             let body = template.encode(&fields);
             let decode = |b: &[u8]| ExportTraceServiceRequest::decode(b).unwrap();
@@ -115,7 +114,7 @@ mod tests {
         let span = span(3, 10);
         let field = span_field(&span);
         assert_eq!(field[0], 0x12, "field 2, wire type LEN");
-        let otlp = span.to_otlp().encode_to_vec();
+        let otlp = span.encode_to_vec();
         assert_eq!(&field[field.len() - otlp.len()..], otlp.as_slice());
     }
 }

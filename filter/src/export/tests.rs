@@ -1,9 +1,10 @@
 use super::answer::{Answer, FailureCause};
 use super::batch::{BatchTemplate, span_field};
 use super::*;
-use crate::span::{ServerSpan, SpanResource};
-use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use proptest::prelude::*;
 use prost::Message;
 // Under wasm-bindgen-test (wasm32, Node.js) the same tests run as `wasm_bindgen_test`s.
@@ -23,10 +24,26 @@ fn config(buffered: (u32, u32), batch: (u32, u32), calls: u32) -> ExporterConfig
     }
 }
 
+fn string(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// A resource naming only the service.
+pub(super) fn resource(service_name: &str) -> Resource {
+    Resource {
+        attributes: vec![string("service.name", service_name.to_owned())],
+        ..Resource::default()
+    }
+}
+
 fn template() -> BatchTemplate {
-    BatchTemplate::new(&SpanResource {
-        service_name: "test".to_owned(),
-    })
+    BatchTemplate::new(&resource("test"))
 }
 
 fn buffer(buffered: (u32, u32), batch: (u32, u32), calls: u32) -> SpanBuffer {
@@ -47,24 +64,16 @@ fn field(n: u8, path_len: usize) -> Vec<u8> {
 }
 
 /// Span number `n` (its ids are `n` in every byte, 1 for 0), with a path of `path_len` bytes.
-pub(super) fn span(n: u8, path_len: usize) -> ServerSpan {
-    let mut span = ServerSpan {
-        context: SpanContext {
-            trace_id: TraceId::from_bytes([n.max(1); 16]).unwrap(),
-            span_id: SpanId::from_bytes([n.max(1); 8]).unwrap(),
-            flags: TraceFlags::from_wire(1),
-            debug: false,
-        },
-        parent_span_id: None,
-        start_unix_nanos: 1,
-        end_unix_nanos: 2,
-        method: String::new(),
-        path: String::new(),
-        status_code: Some(200),
-        extra_attributes: Vec::new(),
-    };
-    span.set_request(b"GET", "x".repeat(path_len).as_bytes());
-    span
+pub(super) fn span(n: u8, path_len: usize) -> Span {
+    Span {
+        trace_id: vec![n.max(1); 16],
+        span_id: vec![n.max(1); 8],
+        name: "GET".to_owned(),
+        start_time_unix_nano: 1,
+        end_time_unix_nano: 2,
+        attributes: vec![string("url.path", "x".repeat(path_len))],
+        ..Span::default()
+    }
 }
 
 /// The first byte of each span id in a batch's body.
@@ -117,7 +126,9 @@ fn the_buffer_is_bounded_by_spans_and_by_bytes() {
 fn a_span_larger_than_a_batch_is_dropped_as_too_large() {
     let mut buffer = buffer((100, 1 << 20), (10, 16 * 1024), 1);
     let mut large = span(1, 4000);
-    large.extra_attributes = vec![("a", "v".repeat(4000)); 4];
+    large
+        .attributes
+        .extend((0..4).map(|_| string("a", "v".repeat(4000))));
     assert_eq!(
         buffer.push(span_field(&large)),
         Push::Dropped(DropReason::TooLarge)

@@ -7,8 +7,10 @@ use common::{
     assert_accounting, filter, get, hex, m, metric, spans, sum_prefixed, upstream_traceparent,
     written,
 };
+use meshtrace_tests::w3c::Traceparent;
 use meshtrace_wasm_host::{
-    HeaderMap, Host, HostError, HostOptions, Injection, Process, Reply, Status, filter_module,
+    HeaderMap, Host, HostError, HostOptions, Injection, Process, Reply, Status, StreamId,
+    filter_module,
 };
 use std::time::Duration;
 
@@ -662,6 +664,7 @@ fn injected_host_failures_degrade_or_trap_exactly_where_the_sdk_panics() {
         "proxy_increment_metric",
         "proxy_http_call",
         "proxy_log",
+        "proxy_set_property",
         "random_get",
     ];
     let statuses = [
@@ -729,6 +732,13 @@ fn injected_host_failures_degrade_or_trap_exactly_where_the_sdk_panics() {
         "proxy_log NotFound: trap in proxy_on_http_call_response",
         "proxy_log BadArgument: trap in proxy_on_http_call_response",
         "proxy_log InternalFailure: trap in proxy_on_http_call_response",
+        // Correlation properties: `hostcalls::set_property` panics on any status but Ok. Envoy
+        // answers NotFound only to a context without a stream (the filter writes them from
+        // the request-headers callback, where the stream exists) and BadArgument only for a
+        // typed property prototype, which the filter never declares.
+        "proxy_set_property NotFound: trap in proxy_on_request_headers",
+        "proxy_set_property BadArgument: trap in proxy_on_request_headers",
+        "proxy_set_property InternalFailure: trap in proxy_on_request_headers",
         // rand's ThreadRng panics when getrandom fails (WASI answers EIO here), but it is
         // seeded in `on_configure` (the name of the root context's flush queue), before the
         // injection, and does not ask again for the next 64 KiB of ids.
@@ -839,4 +849,121 @@ fn metrics_are_summed_over_the_vms_of_a_process_and_ticks_are_per_vm() {
         process.metric(metric::IN_FLIGHT).map(|v| v.value()),
         Some(3)
     );
+}
+
+// === correlation (filter state) ===
+
+/// The documented property names (docs/correlation.md), written out here rather than taken
+/// from the filter: they are an interface, and a rename must fail this test.
+const PUBLISHED: [&str; 4] = [
+    "meshtrace.trace_id",
+    "meshtrace.span_id",
+    "meshtrace.sampled",
+    "meshtrace.sampling_reason",
+];
+
+/// The span identity the filter published on `stream` (`set_property`, Envoy filter state
+/// `wasm.meshtrace.*`): trace id, span id, sampled, reason; `None` for a missing property.
+fn published(host: &Host, stream: StreamId) -> [Option<String>; 4] {
+    PUBLISHED.map(|property| {
+        host.filter_state(stream, property)
+            .unwrap()
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    })
+}
+
+/// One request through the filter; returns the upstream `traceparent` and what the filter
+/// published, read before the stream ends (Envoy's access log runs at that point too).
+fn request_publishing(
+    host: &mut Host,
+    headers: &[(&str, &[u8])],
+) -> (Traceparent, [Option<String>; 4]) {
+    let stream = host.open_stream().unwrap();
+    host.request_headers(stream, get(headers), true).unwrap();
+    let upstream = upstream_traceparent(host.upstream_request_headers(stream).unwrap());
+    host.response_headers(stream, [(":status", "200")], true)
+        .unwrap();
+    let state = published(host, stream);
+    host.end_stream(stream).unwrap();
+    (upstream, state)
+}
+
+#[test]
+fn the_published_ids_are_the_propagated_and_exported_span_for_every_context() {
+    let mut host = filter(FAST);
+    let parent = |flags: &str| format!("00-{TRACE}-{PARENT}-{flags}");
+    let b3 = format!("{TRACE}-{PARENT}-1");
+    let mut cases: Vec<(Headers, String, Option<&str>, &str)> = vec![
+        (vec![], "no context".into(), None, "root"),
+        (
+            one("traceparent", parent("01")),
+            "sampled".into(),
+            Some(TRACE),
+            "parent_sampled",
+        ),
+        (
+            one("traceparent", parent("00")),
+            "unsampled".into(),
+            Some(TRACE),
+            "parent_not_sampled",
+        ),
+        (one("b3", b3), "b3".into(), Some(TRACE), "parent_sampled"),
+    ];
+    for (headers, why) in w3c_malformed() {
+        cases.push((headers, format!("malformed: {why}"), None, "root"));
+    }
+    let mut sampled = Vec::new();
+    for (headers, why, trace, reason) in &cases {
+        let (upstream, state) = request_publishing(&mut host, &as_refs(headers));
+        let want_sampled = *reason != "parent_not_sampled";
+        assert_eq!(
+            state,
+            [
+                Some(upstream.trace_id.clone()),
+                Some(upstream.parent_id.clone()),
+                Some(want_sampled.to_string()),
+                Some((*reason).to_owned()),
+            ],
+            "{why}: the published ids are the upstream's parent span"
+        );
+        assert_eq!(upstream.sampled(), want_sampled, "{why}");
+        match trace {
+            Some(trace) => assert_eq!(upstream.trace_id, *trace, "{why}: continued"),
+            None => assert_ne!(upstream.trace_id, TRACE, "{why}: a fresh trace"),
+        }
+        if want_sampled {
+            sampled.push((upstream.trace_id, upstream.parent_id));
+        }
+    }
+    host.advance(Duration::from_millis(100)).unwrap();
+    let mut exported: Vec<(String, String)> = host
+        .pending_calls()
+        .iter()
+        .flat_map(spans)
+        .map(|span| (hex(&span.trace_id), hex(&span.span_id)))
+        .collect();
+    exported.sort();
+    sampled.sort();
+    assert_eq!(
+        exported, sampled,
+        "the exported spans are the published ones"
+    );
+    assert_eq!(
+        host.host_call_count("proxy_set_property"),
+        4 * cases.len() as u64,
+        "four properties per request"
+    );
+}
+
+#[test]
+fn turned_off_nothing_is_published_and_tracing_goes_on() {
+    let mut host =
+        filter(r#"{"exporter":{"flush_interval_ms":100},"correlation":{"filter_state":false}}"#);
+    let parent = format!("00-{TRACE}-{PARENT}-01");
+    let (upstream, state) = request_publishing(&mut host, &[("traceparent", parent.as_bytes())]);
+    assert_eq!(state, [None, None, None, None]);
+    assert_eq!(upstream.trace_id, TRACE);
+    assert_eq!(host.host_call_count("proxy_set_property"), 0);
+    host.advance(Duration::from_millis(100)).unwrap();
+    assert_eq!(host.pending_calls().len(), 1);
 }
