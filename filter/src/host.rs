@@ -78,9 +78,9 @@ pub enum Expect {
     Bool,
 }
 
-/// Top-level attribute names Envoy answers to, with the names of the ones that are
-/// maps/messages (`request`) as opposed to values (`plugin_name`).
-const ROOTS: [&str; 14] = [
+/// Top-level attributes Envoy answers to that are maps/messages (`request`): reading them whole
+/// gives pairs or protobuf binary, not a value.
+const ROOT_MAPS: [&str; 10] = [
     "request",
     "response",
     "connection",
@@ -91,6 +91,10 @@ const ROOTS: [&str; 14] = [
     "filter_state",
     "upstream_filter_state",
     "xds",
+];
+
+/// Top-level attributes Envoy answers to that are values (`plugin_name`).
+const ROOT_VALUES: [&str; 4] = [
     "plugin_name",
     "plugin_root_id",
     "plugin_vm_id",
@@ -124,18 +128,8 @@ const UINT_ATTRIBUTES: [&str; 4] = [
     "upstream.num_endpoints",
 ];
 
-/// Maps and messages: reading them whole gives pairs or protobuf binary, not a value.
-const COMPOSITE_ATTRIBUTES: [&str; 15] = [
-    "request",
-    "response",
-    "connection",
-    "upstream",
-    "source",
-    "destination",
-    "metadata",
-    "filter_state",
-    "upstream_filter_state",
-    "xds",
+/// Maps and messages below the top level (besides [`ROOT_MAPS`]).
+const NESTED_COMPOSITES: [&str; 5] = [
     "request.headers",
     "response.headers",
     "response.trailers",
@@ -174,7 +168,7 @@ impl Encoding {
         if dotted == "connection.mtls" {
             return Encoding::Bool;
         }
-        if COMPOSITE_ATTRIBUTES.contains(&dotted.as_str()) {
+        if ROOT_MAPS.contains(&dotted.as_str()) || NESTED_COMPOSITES.contains(&dotted.as_str()) {
             return Encoding::Composite;
         }
         if let Some((_, depth)) = STRUCTS.iter().find(|(prefix, _)| path.starts_with(prefix)) {
@@ -226,7 +220,7 @@ fn bool_byte(bytes: &[u8]) -> Option<Raw> {
 
 /// Whether Envoy answers to a path starting with `root`.
 pub fn is_known_root(root: &str) -> bool {
-    ROOTS.contains(&root)
+    ROOT_MAPS.contains(&root) || ROOT_VALUES.contains(&root)
 }
 
 /// Decodes a proxy-wasm pairs buffer (how Envoy serializes a map attribute such as

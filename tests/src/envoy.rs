@@ -254,10 +254,7 @@ pub fn with_http_filters(
     upstream_filters: &[Value],
 ) -> anyhow::Result<String> {
     let mut doc: Value = serde_yaml_ng::from_str(config_yaml)?;
-    let chain = hcm_config(listener(&mut doc)?)?
-        .get_mut("http_filters")
-        .and_then(Value::as_sequence_mut)
-        .ok_or_else(|| anyhow!("no http_filters"))?;
+    let chain = http_filters(listener(&mut doc)?)?;
     let wasm = chain
         .iter()
         .position(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
@@ -492,12 +489,7 @@ pub fn with_ecds(config_yaml: &str, ecds_path: &Path) -> anyhow::Result<(String,
         let node = serde_yaml_ng::from_str("{id: meshtrace-test, cluster: meshtrace-test}")?;
         set_key(&mut doc, "node", node)?;
     }
-    let listener = listener(&mut doc)?;
-    let filters = http_filters(listener)?;
-    let wasm = filters
-        .iter_mut()
-        .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
-        .ok_or_else(|| anyhow!("no envoy.filters.http.wasm filter"))?;
+    let wasm = wasm_filter(listener(&mut doc)?)?;
     let typed_config = wasm
         .get("typed_config")
         .cloned()
@@ -577,13 +569,19 @@ fn hcm_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
         .ok_or_else(|| anyhow!("no http_connection_manager"))
 }
 
-fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
+/// The `envoy.filters.http.wasm` entry of `listener`'s HTTP filters.
+fn wasm_filter(listener: &mut Value) -> anyhow::Result<&mut Value> {
     http_filters(listener)?
         .iter_mut()
         .find(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm"))
-        .and_then(|f| f.get_mut("typed_config"))
-        .and_then(|t| t.get_mut("config"))
         .ok_or_else(|| anyhow!("no envoy.filters.http.wasm filter"))
+}
+
+fn wasm_filter_config(listener: &mut Value) -> anyhow::Result<&mut Value> {
+    wasm_filter(listener)?
+        .get_mut("typed_config")
+        .and_then(|t| t.get_mut("config"))
+        .ok_or_else(|| anyhow!("no envoy.filters.http.wasm filter config"))
 }
 
 fn point_cluster(doc: &mut Value, name: &str, addr: SocketAddr) -> anyhow::Result<()> {
